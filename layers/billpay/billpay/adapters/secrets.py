@@ -1,0 +1,105 @@
+"""The Codat API key: from CODAT_API_KEY, or from Secrets Manager on first use, cached for the container.
+
+Never at import: a handler that only lists accounts must not pay for boto3 at load. In Lambda, when the
+AWS Parameters and Secrets Lambda Extension is attached (its port in the environment), the secret comes
+over localhost from the extension's cache; otherwise boto3 is imported on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from urllib.parse import quote
+
+from billpay.config import ConfigError, Settings
+from billpay.observability import logger
+
+EXTENSION_PORT_VAR = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"
+
+_lock = threading.Lock()
+_cache: dict[str, str] = {}
+# Seconds the first fetch took: the bench and logs report it (it lands on one request per container).
+last_fetch_seconds: float | None = None
+
+
+class SecretUnavailableError(RuntimeError):
+    """The key could not be fetched (Secrets Manager or the extension failed). Never carries the value."""
+
+
+def get_codat_api_key(settings: Settings) -> str:
+    """The raw key (or a full `Basic …` header value, as stored). Cached after the first fetch."""
+    if settings.codat_api_key is not None:
+        return settings.codat_api_key.get_secret_value()
+    arn = settings.codat_api_key_secret_arn
+    if arn is None:  # Settings guarantees one of the two; kept for type narrowing
+        raise ConfigError("CODAT_API_KEY or CODAT_API_KEY_SECRET_ARN must be set")
+    cached = _cache.get(arn)
+    if cached is not None:
+        return cached
+    with _lock:
+        cached = _cache.get(arn)
+        if cached is None:
+            cached = _fetch(arn)
+            _cache[arn] = cached
+    return cached
+
+
+def reset_cache() -> None:
+    """Forget fetched secrets (tests; a rotated key is picked up by a new container)."""
+    global last_fetch_seconds  # noqa: PLW0603 - one module-level measurement
+    with _lock:
+        _cache.clear()
+        last_fetch_seconds = None
+
+
+def _fetch(arn: str) -> str:
+    global last_fetch_seconds  # noqa: PLW0603 - one module-level measurement
+    started = time.perf_counter()
+    port = os.environ.get(EXTENSION_PORT_VAR)
+    token = os.environ.get("AWS_SESSION_TOKEN")
+    try:
+        value = _from_extension(arn, port, token) if port and token else _from_boto3(arn)
+    except SecretUnavailableError:
+        raise
+    except Exception as exc:
+        # The exception text of boto3/httpx never contains the secret value, only the request.
+        raise SecretUnavailableError(f"could not read the Codat key secret: {type(exc).__name__}") from exc
+    last_fetch_seconds = time.perf_counter() - started
+    logger.info(
+        "codat key fetched",
+        extra={"source": "extension" if port and token else "boto3", "seconds": round(last_fetch_seconds, 4)},
+    )
+    value = value.strip()
+    if not value:
+        raise SecretUnavailableError("the Codat key secret is empty")
+    return value
+
+
+def _from_extension(arn: str, port: str, token: str) -> str:
+    import httpx  # noqa: PLC0415 - already loaded by the Codat client; deferred only to keep this module light
+
+    response = httpx.get(
+        f"http://localhost:{int(port)}/secretsmanager/get?secretId={quote(arn, safe='')}",
+        headers={"X-Aws-Parameters-Secrets-Token": token},
+        timeout=httpx.Timeout(3.0),
+    )
+    if response.status_code != 200:
+        raise SecretUnavailableError(f"secrets extension answered {response.status_code}")
+    secret = response.json().get("SecretString")
+    if not isinstance(secret, str):
+        raise SecretUnavailableError("the Codat key secret has no SecretString")
+    return secret
+
+
+def _from_boto3(arn: str) -> str:
+    import boto3  # noqa: PLC0415 - deferred: ~100 ms of imports that the list handler must not pay at load
+
+    client = boto3.client("secretsmanager")
+    secret = client.get_secret_value(SecretId=arn).get("SecretString")
+    if not isinstance(secret, str):
+        raise SecretUnavailableError("the Codat key secret has no SecretString")
+    return secret
+
+
+__all__ = ["SecretUnavailableError", "get_codat_api_key", "last_fetch_seconds", "reset_cache"]

@@ -1,0 +1,285 @@
+"""The one resolver every API function uses, and the RFC 9457 problem mapping.
+
+`build_resolver()` gives an `APIGatewayRestResolver` with validation on whose errors all answer
+`application/problem+json`:
+
+- `Problem` → its own status and members;
+- `RequestValidationError` (body, path, query) → 400 `validation-error` with an `errors` list;
+- an unknown route (`NotFoundError`) → 404 `not-found`;
+- Powertools' `ServiceError`s → their status, as a problem;
+- anything else → 500 `internal-error`, logged with its traceback, nothing of it in the answer.
+
+Routes declare their answers with `route_responses(...)` so the OpenAPI document lists every problem
+as `application/problem+json`; the resolver also removes Powertools' default 422 `HTTPValidationError`
+(it never happens here: validation failures are 400 problems).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import quote
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from billpay.config import get_settings
+from billpay.observability import logger
+from billpay.problems import Problem
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+# Titles for statuses a route may declare; the detail of each answer says what happened.
+PROBLEM_DESCRIPTIONS: dict[int, str] = {
+    400: "Invalid request (`validation-error`, `idempotency-key-missing`)",
+    404: "Unknown company, connection or resource (`not-found`)",
+    409: "The same Idempotency-Key is being processed (`request-in-progress`); see Retry-After",
+    422: "Refused by a rule or by Codat (`idempotency-key-reused`, guards, `upstream-rejected`)",
+    500: "Unexpected error (`internal-error`)",
+    502: "Codat refused us, failed, or the outcome is unknown (`upstream-rejected`, `upstream-unavailable`, "
+    "`upstream-outcome-unknown`)",
+    503: "Codat rate-limited us or the time budget ran out (`upstream-rate-limited`, `upstream-unavailable`)",
+    504: "Codat did not answer in time (`upstream-unavailable`)",
+}
+
+READ_PROBLEMS: tuple[int, ...] = (400, 404, 500, 502, 503, 504)
+WRITE_PROBLEMS: tuple[int, ...] = (400, 404, 409, 422, 500, 502, 503, 504)
+
+_POWERTOOLS_422_SCHEMA = "#/components/schemas/HTTPValidationError"
+
+
+class ProblemError(BaseModel):
+    """One entry of `errors`: where the bad input is and what is wrong with it."""
+
+    location: str = Field(description="`body`, `path`, `query` or `header`")
+    field: str = Field(description="dotted path of the field inside that location")
+    message: str
+    type: str = Field(description="machine-readable reason, e.g. `missing`, `string_pattern_mismatch`")
+
+
+class ProblemDocument(BaseModel):
+    """RFC 9457 problem details, as every error of this API is answered."""
+
+    model_config = ConfigDict(title="Problem")
+
+    type: str = Field(description="URI ending in /problems/<name>")
+    title: str
+    status: int
+    detail: str
+    errors: list[ProblemError] | None = None
+    upstream: dict[str, Any] | None = Field(
+        default=None, description="Codat's statusCode, error, correlationId"
+    )
+    operation: dict[str, Any] | None = Field(default=None, description="the operation envelope, for writes")
+
+
+def route_responses(
+    success_status: int = 200,
+    success_description: str = "Success",
+    problems: Iterable[int] = READ_PROBLEMS,
+    *,
+    extra: Mapping[int, OpenAPIResponse] | None = None,
+) -> dict[int, OpenAPIResponse]:
+    """`responses=` for a route: its success answer (schema from the return annotation) and each
+    problem status as `application/problem+json`. `extra` adds or overrides entries (e.g. a 202)."""
+    responses: dict[int, OpenAPIResponse] = {success_status: {"description": success_description}}
+    for status in problems:
+        responses[status] = {
+            "description": PROBLEM_DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
+            "content": {PROBLEM_CONTENT_TYPE: {"model": ProblemDocument}},
+        }
+    if extra:
+        responses.update(extra)
+    return responses
+
+
+def problem_response(problem: Problem) -> Response[str]:
+    body = problem.to_dict(get_settings().problem_type_base)
+    return Response(
+        status_code=problem.status,
+        content_type=PROBLEM_CONTENT_TYPE,
+        body=dumps(body),
+        headers=dict(problem.headers),
+    )
+
+
+def validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
+    """Powertools/pydantic error dicts → our `errors` entries. Never echoes the input (it may hold
+    account numbers)."""
+    out: list[dict[str, str]] = []
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ())]
+        location = loc[0] if loc else "body"
+        out.append(
+            {
+                "location": location,
+                "field": ".".join(loc[1:]),
+                "message": str(error.get("msg", "invalid")),
+                "type": str(error.get("type", "value_error")),
+            }
+        )
+    return out
+
+
+class BillPayResolver(APIGatewayRestResolver):
+    """Powertools' REST resolver whose OpenAPI document shows our problem answers, not its 422."""
+
+    def get_openapi_schema(self, **kwargs: Any) -> Any:
+        schema = super().get_openapi_schema(**kwargs)
+        referenced = False
+        for item in (schema.paths or {}).values():
+            for method in ("get", "put", "post", "delete", "options", "head", "patch", "trace"):
+                operation = getattr(item, method, None)
+                if operation is None or not operation.responses:
+                    continue
+                for code in list(operation.responses):
+                    if _is_powertools_422(operation.responses[code]):
+                        del operation.responses[code]
+                referenced = referenced or any(
+                    _refers_to(resp, _POWERTOOLS_422_SCHEMA) for resp in operation.responses.values()
+                )
+        schemas = schema.components.schemas if schema.components else None
+        if schemas is not None and not referenced:
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+        return schema
+
+
+def build_resolver() -> BillPayResolver:
+    """The resolver of every API function (one per Lambda; routes register on it)."""
+    app = BillPayResolver(enable_validation=True, serializer=dumps)
+    # Looked up along the exception's MRO, so the specific handlers win over the catch-all.
+    app.exception_handler(Problem)(_on_problem)
+    app.exception_handler(RequestValidationError)(_on_invalid_request)
+    app.exception_handler(NotFoundError)(_on_unknown_route)
+    app.exception_handler(ServiceError)(_on_service_error)
+    app.exception_handler(Exception)(_on_unexpected)
+    return app
+
+
+def _on_problem(problem: Problem) -> Response[str]:
+    log = logger.warning if problem.status >= 500 else logger.info
+    log("answered with a problem", extra={"problem": problem.type, "status": problem.status})
+    return problem_response(problem)
+
+
+def _on_invalid_request(exc: RequestValidationError) -> Response[str]:
+    errors = validation_errors(exc.errors())
+    logger.info(
+        "invalid request", extra={"problem": "validation-error", "fields": [e["field"] for e in errors]}
+    )
+    return problem_response(
+        Problem(
+            400, "validation-error", "Invalid request", "The request does not match the API.", errors=errors
+        )
+    )
+
+
+def _on_unknown_route(exc: NotFoundError) -> Response[str]:
+    return problem_response(Problem(404, "not-found", "Not found", "No such resource."))
+
+
+def _on_service_error(exc: ServiceError) -> Response[str]:
+    status = exc.status_code
+    name = "validation-error" if status == 400 else "not-found" if status == 404 else "request-error"
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "Error"
+    return problem_response(Problem(status, name, title, str(exc.msg)))
+
+
+def _on_unexpected(exc: Exception) -> Response[str]:
+    logger.exception("unexpected error")
+    return problem_response(
+        Problem(500, "internal-error", "Internal error", "The request could not be completed; it was logged.")
+    )
+
+
+# ------------------------------------------------------------------------------------ base path, Location
+
+
+def request_base_path(event: Mapping[str, Any]) -> str:
+    """The base of the request as the client called it: the leading segments of `requestContext.path`
+    that are not the resource's own (the stage, or a custom domain's base path). "" when there are none.
+
+    The resource's own segments are counted from `resource` (the route template), since its path
+    parameters cannot contain "/".
+    """
+    resource = str(event.get("resource") or event.get("path") or "/")
+    own = [s for s in resource.split("/") if s]
+    context = event.get("requestContext") or {}
+    called = str(context.get("path") or event.get("path") or "/")
+    segments = [s for s in called.split("/") if s]
+    base = segments[: max(0, len(segments) - len(own))]
+    return "/" + "/".join(base) if base else ""
+
+
+def operation_location(event: Mapping[str, Any], operation_id: str) -> str:
+    """`Location` of an operation: the request's base + `/operations/{id}` (DESIGN §2)."""
+    return f"{request_base_path(event)}/operations/{quote(operation_id, safe='')}"
+
+
+# ------------------------------------------------------------------------------------------- JSON
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON; Decimals as numbers (int when integral), pydantic models by alias."""
+    return json.dumps(value, separators=(",", ":"), default=_default, ensure_ascii=False)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError("non-finite decimal")
+        exponent = value.as_tuple().exponent
+        return int(value) if isinstance(exponent, int) and exponent >= 0 else float(value)
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="python", by_alias=True, exclude_none=False)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def _is_powertools_422(response: Any) -> bool:
+    return _refers_to(response, _POWERTOOLS_422_SCHEMA) and _only_ref(response, _POWERTOOLS_422_SCHEMA)
+
+
+def _refers_to(response: Any, ref: str) -> bool:
+    return ref in _dump(response)
+
+
+def _only_ref(response: Any, ref: str) -> bool:
+    content = _as_dict(response).get("content") or {}
+    return all(ref in json.dumps(media, default=str) for media in content.values())
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, BaseModel):
+        return value.model_dump(by_alias=True, exclude_none=True)
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(_as_dict(value), default=str)
+
+
+__all__ = [
+    "PROBLEM_CONTENT_TYPE",
+    "READ_PROBLEMS",
+    "WRITE_PROBLEMS",
+    "BillPayResolver",
+    "ProblemDocument",
+    "ProblemError",
+    "build_resolver",
+    "dumps",
+    "operation_location",
+    "problem_response",
+    "request_base_path",
+    "route_responses",
+    "validation_errors",
+]
