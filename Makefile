@@ -8,7 +8,15 @@ PY        := $(VENV)/bin/python
 BASE_PY   := $(shell if PYENV_VERSION=3.13.0 python3.13 -c pass 2>/dev/null; then echo "env PYENV_VERSION=3.13.0 python3.13"; else echo python3; fi)
 STAMP     := $(VENV)/.installed
 
-.PHONY: help venv run test lint typecheck unit integration bench drill build validate deploy resolve clean
+# The deploy toolchain lives apart: aws-sam-cli pins its own boto3/pydantic (requirements-sam.txt).
+SAM_VENV  := .venv-sam
+SAM_STAMP := $(SAM_VENV)/.installed
+SAM       := $(SAM_VENV)/bin/sam
+# No Docker, no telemetry; the venv's python (with pip) first on PATH for the layer's Makefile.
+SAM_ENV   := env SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH"
+ENV       ?= default
+
+.PHONY: help venv run test lint typecheck unit integration bench drill build validate deploy resolve clean sam-venv
 
 help:
 	@echo "make run    — start the whole system locally (API :3000, Codat sandbox :4100, AWS emulator :4566)"
@@ -40,5 +48,34 @@ test: $(STAMP) lint typecheck
 bench: $(STAMP)
 	$(PY) -m bench
 
+$(SAM_STAMP): requirements-sam.txt
+	@test -x $(SAM_VENV)/bin/python || python3 -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install -q -r requirements-sam.txt
+	@touch $(SAM_STAMP)
+
+sam-venv: $(SAM_STAMP)
+
+# python3.13/arm64 artifacts in .aws-sam/build, no Docker (functions/Makefile, layers/billpay/Makefile).
+build: $(SAM_STAMP)
+	$(SAM_ENV) $(SAM) build
+
+validate: $(SAM_STAMP)
+	$(SAM_ENV) $(SAM) validate --lint
+	$(SAM_VENV)/bin/cfn-lint template.yaml
+
+# make deploy [ENV=default|dev|prod] [CODAT_SECRET_ARN=arn:...] [ALARM_TOPIC_ARN=arn:...] [PARAMS="K=V ..."]
+# Parameters given here are added to the environment's parameter_overrides in samconfig.toml; any
+# parameter left out keeps its previous value on an existing stack (sam deploy's UsePreviousValue).
+DEPLOY_OVERRIDES = $(strip $(shell $(SAM_VENV)/bin/python -c 'import sys, tomllib; c = tomllib.load(open("samconfig.toml", "rb")); print(c.get(sys.argv[1], {}).get("deploy", {}).get("parameters", {}).get("parameter_overrides", ""))' $(ENV)) \
+	$(if $(CODAT_SECRET_ARN),CodatApiKeySecretArn=$(CODAT_SECRET_ARN)) \
+	$(if $(ALARM_TOPIC_ARN),AlarmTopicArn=$(ALARM_TOPIC_ARN)) $(PARAMS))
+
+deploy: build
+	@case " $(DEPLOY_OVERRIDES) " in *" AlarmTopicArn="?*) ;; *) \
+		echo "WARNING: no AlarmTopicArn given (ALARM_TOPIC_ARN=arn:aws:sns:...): alarms, including" \
+			"needs_review payments, will notify nobody (an existing stack keeps its previous topic)." >&2 ;; esac
+	$(SAM_ENV) $(SAM) deploy --config-env $(ENV) $(if $(DEPLOY_OVERRIDES),--parameter-overrides $(DEPLOY_OVERRIDES))
+
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
