@@ -7,6 +7,7 @@ stack needs to run: functions (with Globals merged in), their events, tables and
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,10 +130,12 @@ class FunctionSpec:
     api_routes: list[ApiRoute] = field(default_factory=list)
     sqs_sources: list[SqsSource] = field(default_factory=list)
     schedules: list[Schedule] = field(default_factory=list)
+    layers: list[Any] = field(default_factory=list)  # as declared, e.g. [{"Ref": "BillPayLayer"}]
+    base_dir: Path = REPO_ROOT  # the template's directory: SAM resolves CodeUri against it
 
     @property
     def code_dir(self) -> Path:
-        return (REPO_ROOT / self.code_uri).resolve()
+        return (self.base_dir / self.code_uri).resolve()
 
     @property
     def handler_module(self) -> str:
@@ -200,8 +203,11 @@ def _variables(props: dict[str, Any]) -> dict[str, Any]:
     return dict(variables)
 
 
-def functions(template: dict[str, Any]) -> list[FunctionSpec]:
-    """Every serverless function, Globals merged the way SAM merges them (function wins, maps overlay)."""
+def functions(template: dict[str, Any], base_dir: Path = REPO_ROOT) -> list[FunctionSpec]:
+    """Every serverless function, Globals merged the way SAM merges them (function wins, maps overlay).
+
+    `base_dir` is the template's directory (CodeUri is relative to it).
+    """
     defaults = _function_globals(template)
     specs: list[FunctionSpec] = []
     for logical_id, props in resources_of_type(template, "AWS::Serverless::Function").items():
@@ -252,18 +258,27 @@ def functions(template: dict[str, Any]) -> list[FunctionSpec]:
                 api_routes=routes,
                 sqs_sources=sqs,
                 schedules=schedules,
+                # SAM appends a function's own layers to the global ones.
+                layers=[*(defaults.get("Layers") or []), *(props.get("Layers") or [])],
+                base_dir=base_dir,
             )
         )
     return specs
 
 
-def layer_dirs(template: dict[str, Any]) -> list[Path]:
-    """Content directories of the template's own layers (what lands in /opt/python on Lambda)."""
-    return [
-        (REPO_ROOT / str(props["ContentUri"])).resolve()
-        for props in resources_of_type(template, "AWS::Serverless::LayerVersion").values()
-        if isinstance(props.get("ContentUri"), str)
-    ]
+def layer_dirs(template: dict[str, Any], spec: FunctionSpec) -> list[Path]:
+    """Content directories of a function's layers that the template itself builds (its /opt/python).
+
+    A layer with `BuildMethod: makefile` is built from its ContentUri into `python/`; locally the
+    ContentUri is importable as it is (it holds the package folder), so it goes on sys.path unchanged.
+    """
+    own = resources_of_type(template, "AWS::Serverless::LayerVersion")
+    found: list[Path] = []
+    for layer in spec.layers:
+        logical_id = logical_id_of(layer)
+        if logical_id in own and isinstance(own[logical_id].get("ContentUri"), str):
+            found.append((spec.base_dir / own[logical_id]["ContentUri"]).resolve())
+    return found
 
 
 def parameter_defaults(template: dict[str, Any]) -> dict[str, Any]:
@@ -272,3 +287,107 @@ def parameter_defaults(template: dict[str, Any]) -> dict[str, Any]:
         for name, spec in (template.get("Parameters") or {}).items()
         if isinstance(spec, dict) and "Default" in spec
     }
+
+
+class UnresolvableError(ValueError):
+    """An intrinsic the local stack cannot evaluate (e.g. a Ref to something it did not create)."""
+
+
+@dataclass
+class Resolver:
+    """Evaluates the intrinsics a function's Environment may hold, against the local physical resources.
+
+    `refs` maps a logical id or parameter name to what `!Ref` gives (table name, queue URL, parameter value);
+    `attributes` maps (logical id, attribute) to what `!GetAtt` gives (e.g. ("RetryQueue", "Arn")).
+    """
+
+    refs: dict[str, Any]
+    attributes: dict[tuple[str, str], Any] = field(default_factory=dict)
+    conditions: dict[str, Any] = field(default_factory=dict)  # the template's Conditions section
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+    stack_name: str = "billpay-local"
+
+    def _pseudo(self, name: str) -> Any:
+        pseudo = {
+            "AWS::Region": self.region,
+            "AWS::AccountId": self.account_id,
+            "AWS::StackName": self.stack_name,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::NoValue": None,
+        }
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.refs:
+            return self.refs[name]
+        raise UnresolvableError(f"!Ref {name}: not available locally")
+
+    def _condition(self, name: str) -> bool:
+        if name not in self.conditions:
+            raise UnresolvableError(f"condition {name} not in the template")
+        return bool(self.resolve(self.conditions[name]))
+
+    def _sub(self, argument: Any) -> str:
+        if isinstance(argument, list):
+            text, variables = argument[0], {k: self.resolve(v) for k, v in (argument[1] or {}).items()}
+        else:
+            text, variables = argument, {}
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name.startswith("!"):  # `${!Literal}` is an escaped `${Literal}`
+                return "${" + name[1:] + "}"
+            if name in variables:
+                return str(variables[name])
+            if "." in name and not name.startswith("AWS::"):
+                resource, _, attribute = name.partition(".")
+                return str(self.resolve({"Fn::GetAtt": [resource, attribute]}))
+            return str(self._pseudo(name))
+
+        return re.sub(r"\$\{([^}]+)\}", replace, str(text))
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.resolve(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) != 1:
+            return {key: self.resolve(inner) for key, inner in value.items()}
+        ((key, argument),) = value.items()
+        if key == "Ref":
+            return self._pseudo(str(argument))
+        if key == "Fn::GetAtt":
+            resource, attribute = argument if isinstance(argument, list) else str(argument).split(".", 1)
+            try:
+                return self.attributes[(resource, attribute)]
+            except KeyError:
+                raise UnresolvableError(f"!GetAtt {resource}.{attribute}: not available locally") from None
+        if key == "Fn::Sub":
+            return self._sub(argument)
+        if key == "Fn::Join":
+            separator, items = argument
+            return str(separator).join(str(item) for item in self.resolve(items))
+        if key == "Fn::Select":
+            index, items = argument
+            return self.resolve(items)[int(self.resolve(index))]
+        if key == "Fn::Split":
+            separator, text = argument
+            return str(self.resolve(text)).split(str(separator))
+        if key == "Fn::If":
+            name, when_true, when_false = argument
+            return self.resolve(when_true if self._condition(str(name)) else when_false)
+        if key == "Fn::Equals":
+            left, right = self.resolve(argument)
+            return str(left) == str(right)
+        if key == "Fn::Not":
+            return not self.resolve(argument[0])
+        if key == "Fn::And":
+            return all(self.resolve(item) for item in argument)
+        if key == "Fn::Or":
+            return any(self.resolve(item) for item in argument)
+        if key == "Condition":
+            return self._condition(str(argument))
+        if key.startswith("Fn::"):
+            raise UnresolvableError(f"{key} is not supported by the local stack")
+        return {key: self.resolve(argument)}

@@ -1,0 +1,235 @@
+"""The local AWS: moto in server mode, with the tables, queues and secrets of `template.yaml`.
+
+Everything is created from the template's own definitions (KeySchema, GSIs, TTL, queue attributes,
+RedrivePolicy), so a change to the template is a change to the local stack. The Codat key parameter
+(`...SecretArn`) gets a Secrets Manager secret holding the local key, so the cloud's secret path can be
+exercised locally too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import urllib.request
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from local.template import Resolver, parameter_defaults, queues, secrets, tables
+
+if TYPE_CHECKING:
+    from moto.server import ThreadedMotoServer
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"  # moto's default account: the ARNs it hands out carry it
+STACK_NAME = "billpay-local"
+LOCAL_CODAT_API_KEY = "local-sandbox-key"
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+# Queue properties that are SQS attributes of the same name; the rest (Tags, QueueName, ...) are not.
+_QUEUE_ATTRIBUTES = (
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds",
+    "VisibilityTimeout",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+    "DeduplicationScope",
+    "FifoThroughputLimit",
+    "SqsManagedSseEnabled",
+)
+
+
+def fake_aws_env(endpoint_url: str) -> dict[str, str]:
+    """The environment that points any AWS SDK at the emulator with throwaway credentials."""
+    return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint_url}
+
+
+def physical_name(logical_id: str) -> str:
+    """CloudFormation would name it `<stack>-<LogicalId>-<suffix>`; locally the suffix is not needed."""
+    return f"{STACK_NAME}-{logical_id}"
+
+
+@dataclass
+class LocalResources:
+    """What the template's resources are called locally: `!Ref` and `!GetAtt ...Arn` values."""
+
+    refs: dict[str, str] = field(default_factory=dict)  # logical id -> table name / queue URL / secret ARN
+    arns: dict[str, str] = field(default_factory=dict)  # logical id -> ARN
+
+    def resolver(self, template: dict[str, Any], parameters: dict[str, Any] | None = None) -> Resolver:
+        # Parameters take their defaults unless given; the local resources' names override both.
+        refs: dict[str, Any] = {**parameter_defaults(template), **(parameters or {}), **self.refs}
+        attributes: dict[tuple[str, str], Any] = {(lid, "Arn"): arn for lid, arn in self.arns.items()}
+        for logical_id in queues(template):
+            if logical_id in self.arns:
+                attributes[(logical_id, "QueueName")] = self.arns[logical_id].rsplit(":", 1)[1]
+                attributes[(logical_id, "QueueUrl")] = self.refs[logical_id]
+        return Resolver(
+            refs=refs,
+            attributes=attributes,
+            conditions=template.get("Conditions") or {},
+            region=REGION,
+            account_id=ACCOUNT_ID,
+            stack_name=STACK_NAME,
+        )
+
+
+def client(service: str, endpoint_url: str) -> Any:
+    """A boto3 client for the emulator (boto3 imported here: the gateway imports this module)."""
+    import boto3  # noqa: PLC0415
+
+    session = boto3.session.Session(
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+        region_name=REGION,
+    )
+    service_name: Any = service  # boto3-stubs overloads on literal names; ours is a plain str
+    return session.client(service_name, endpoint_url=endpoint_url)
+
+
+def _plain(value: Any, what: str) -> str:
+    if isinstance(value, dict):
+        raise ValueError(f"{what}: intrinsic names are not supported locally ({value!r})")
+    return str(value)
+
+
+def _create_table(ddb: Any, logical_id: str, props: dict[str, Any]) -> tuple[str, str]:
+    name = _plain(props["TableName"], logical_id) if props.get("TableName") else physical_name(logical_id)
+    request: dict[str, Any] = {
+        "TableName": name,
+        "KeySchema": props["KeySchema"],
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "BillingMode": props.get("BillingMode", "PROVISIONED"),
+    }
+    for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes", "ProvisionedThroughput"):
+        if props.get(key):
+            request[key] = props[key]
+    if request["BillingMode"] == "PROVISIONED":
+        request.setdefault("ProvisionedThroughput", {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5})
+    stream = props.get("StreamSpecification")
+    if stream:
+        request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
+    arn: str = ddb.create_table(**request)["TableDescription"]["TableArn"]
+    ttl = props.get("TimeToLiveSpecification")
+    if ttl and ttl.get("Enabled"):
+        ddb.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+        )
+    pitr = props.get("PointInTimeRecoverySpecification")
+    if pitr and pitr.get("PointInTimeRecoveryEnabled"):
+        ddb.update_continuous_backups(
+            TableName=name,
+            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+        )
+    return name, arn
+
+
+def _attribute_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def create_resources(
+    endpoint_url: str,
+    template: dict[str, Any],
+    *,
+    codat_api_key: str = LOCAL_CODAT_API_KEY,
+) -> LocalResources:
+    """Create every DynamoDB table, SQS queue and secret of the template in the emulator.
+
+    Returns the local physical names (`.refs`: table name, queue URL, secret ARN — what `!Ref` gives) and
+    ARNs (`.arns`). A template parameter named `*SecretArn` without a default (the Codat key's) gets a
+    secret of its own holding `codat_api_key`, and `.refs[<parameter>]` is its ARN.
+    """
+    found = LocalResources()
+    ddb = client("dynamodb", endpoint_url)
+    for logical_id, props in tables(template).items():
+        name, arn = _create_table(ddb, logical_id, props)
+        found.refs[logical_id], found.arns[logical_id] = name, arn
+
+    sqs = client("sqs", endpoint_url)
+    declared = queues(template)
+    # Every queue first, then the redrive policies: a policy names its DLQ by ARN, which must exist.
+    for logical_id, props in declared.items():
+        fifo = bool(props.get("FifoQueue"))
+        default_name = physical_name(logical_id) + (".fifo" if fifo else "")
+        name = _plain(props["QueueName"], logical_id) if props.get("QueueName") else default_name
+        attributes = {
+            key: _attribute_value(props[key])
+            for key in _QUEUE_ATTRIBUTES
+            if key in props and not isinstance(props[key], dict)
+        }
+        url: str = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        queue_arn: str = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        found.refs[logical_id], found.arns[logical_id] = url, queue_arn
+    resolver = found.resolver(template)
+    for logical_id, props in declared.items():
+        for key in ("RedrivePolicy", "RedriveAllowPolicy"):
+            if props.get(key):
+                policy = resolver.resolve(props[key])
+                sqs.set_queue_attributes(
+                    QueueUrl=found.refs[logical_id], Attributes={key: json.dumps(policy)}
+                )
+
+    manager = client("secretsmanager", endpoint_url)
+    for logical_id, props in secrets(template).items():
+        name = _plain(props["Name"], logical_id) if props.get("Name") else physical_name(logical_id)
+        value = props.get("SecretString")
+        secret_arn: str = manager.create_secret(
+            Name=name, SecretString=_plain(value, logical_id) if value else codat_api_key
+        )["ARN"]
+        found.refs[logical_id], found.arns[logical_id] = secret_arn, secret_arn
+    for parameter, spec in (template.get("Parameters") or {}).items():
+        if parameter.endswith("SecretArn") and "Default" not in spec:
+            secret_arn = manager.create_secret(Name=f"{STACK_NAME}/{parameter}", SecretString=codat_api_key)[
+                "ARN"
+            ]
+            found.refs[parameter] = secret_arn
+    return found
+
+
+def reset_emulator(endpoint_url: str) -> None:
+    """Wipe every resource and item in the emulator (moto's own reset endpoint)."""
+    request = urllib.request.Request(f"{endpoint_url}/moto-api/reset", method="POST")  # noqa: S310
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local emulator
+        response.read()
+
+
+@dataclass
+class EmulatorHandle:
+    server: ThreadedMotoServer
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def close(self) -> None:
+        self.server.stop()
+
+
+def start_emulator(host: str = "127.0.0.1", port: int = 0) -> EmulatorHandle:
+    """moto in server mode on a background thread; `port=0` picks a free port."""
+    os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - moto is heavy; only the supervisor needs it
+
+    # Werkzeug logs every request at INFO: thousands of lines from the poller's receives.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    _, bound_port = server.get_host_and_port()
+    return EmulatorHandle(server=server, host=host, port=bound_port)
