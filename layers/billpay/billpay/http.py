@@ -27,13 +27,14 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from billpay.config import get_settings
 from billpay.observability import logger
 from billpay.problems import Problem
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+API_VERSION = "1.0.0"
 
 # Titles for statuses a route may declare; the detail of each answer says what happened.
 PROBLEM_DESCRIPTIONS: dict[int, str] = {
@@ -63,10 +64,8 @@ class ProblemError(BaseModel):
     type: str = Field(description="machine-readable reason, e.g. `missing`, `string_pattern_mismatch`")
 
 
-class ProblemDocument(BaseModel):
+class ProblemDetails(BaseModel):
     """RFC 9457 problem details, as every error of this API is answered."""
-
-    model_config = ConfigDict(title="Problem")
 
     type: str = Field(description="URI ending in /problems/<name>")
     title: str
@@ -92,7 +91,7 @@ def route_responses(
     for status in problems:
         responses[status] = {
             "description": PROBLEM_DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
-            "content": {PROBLEM_CONTENT_TYPE: {"model": ProblemDocument}},
+            "content": {PROBLEM_CONTENT_TYPE: {"model": ProblemDetails}},
         }
     if extra:
         responses.update(extra)
@@ -132,28 +131,34 @@ class BillPayResolver(APIGatewayRestResolver):
 
     def get_openapi_schema(self, **kwargs: Any) -> Any:
         schema = super().get_openapi_schema(**kwargs)
-        referenced = False
         for item in (schema.paths or {}).values():
             for method in ("get", "put", "post", "delete", "options", "head", "patch", "trace"):
                 operation = getattr(item, method, None)
                 if operation is None or not operation.responses:
                     continue
                 for code in list(operation.responses):
-                    if _is_powertools_422(operation.responses[code]):
+                    if _only_refers_to(operation.responses[code], _POWERTOOLS_422_SCHEMA):
                         del operation.responses[code]
-                referenced = referenced or any(
-                    _refers_to(resp, _POWERTOOLS_422_SCHEMA) for resp in operation.responses.values()
-                )
         schemas = schema.components.schemas if schema.components else None
-        if schemas is not None and not referenced:
-            schemas.pop("HTTPValidationError", None)
-            schemas.pop("ValidationError", None)
+        if schemas is not None:
+            # Powertools always adds its validation-error schemas; drop the ones nothing refers to any more
+            # (ResponseValidationError first: it is what refers to ValidationError).
+            for name in ("ResponseValidationError", "HTTPValidationError", "ValidationError"):
+                others = {key: value for key, value in schemas.items() if key != name}
+                used = json.dumps(
+                    [_as_dict(item) for item in (schema.paths or {}).values()]
+                    + [_as_dict(v) for v in others.values()],
+                    default=str,
+                )
+                if f"#/components/schemas/{name}" not in used:
+                    schemas.pop(name, None)
         return schema
 
 
 def build_resolver() -> BillPayResolver:
     """The resolver of every API function (one per Lambda; routes register on it)."""
     app = BillPayResolver(enable_validation=True, serializer=dumps)
+    app.configure_openapi(title="Bill Pay Sync API", version=API_VERSION)
     # Looked up along the exception's MRO, so the specific handlers win over the catch-all.
     app.exception_handler(Problem)(_on_problem)
     app.exception_handler(RequestValidationError)(_on_invalid_request)
@@ -245,17 +250,9 @@ def _default(value: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def _is_powertools_422(response: Any) -> bool:
-    return _refers_to(response, _POWERTOOLS_422_SCHEMA) and _only_ref(response, _POWERTOOLS_422_SCHEMA)
-
-
-def _refers_to(response: Any, ref: str) -> bool:
-    return ref in _dump(response)
-
-
-def _only_ref(response: Any, ref: str) -> bool:
+def _only_refers_to(response: Any, ref: str) -> bool:
     content = _as_dict(response).get("content") or {}
-    return all(ref in json.dumps(media, default=str) for media in content.values())
+    return bool(content) and all(ref in json.dumps(media, default=str) for media in content.values())
 
 
 def _as_dict(value: Any) -> dict[str, Any]:
@@ -264,16 +261,12 @@ def _as_dict(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
 
 
-def _dump(value: Any) -> str:
-    return json.dumps(_as_dict(value), default=str)
-
-
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
     "READ_PROBLEMS",
     "WRITE_PROBLEMS",
     "BillPayResolver",
-    "ProblemDocument",
+    "ProblemDetails",
     "ProblemError",
     "build_resolver",
     "dumps",

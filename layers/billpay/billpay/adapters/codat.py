@@ -34,7 +34,7 @@ from pydantic import BaseModel, ValidationError
 
 from billpay.adapters.secrets import get_codat_api_key
 from billpay.config import Settings, get_settings
-from billpay.models.codat import Bills, CompanyInformation, ErrorMessage, PaymentMappingOptions
+from billpay.models.codat import UUID_PATTERN, Bills, CompanyInformation, ErrorMessage, PaymentMappingOptions
 from billpay.observability import logger
 
 MAX_READ_RETRIES = 2
@@ -44,7 +44,7 @@ READ_BACKOFF_CAP_SECONDS = 2.0
 MIN_ATTEMPT_SECONDS = 0.25
 MAX_BILL_ID_LENGTH = 255
 
-_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_UUID_RE = re.compile(UUID_PATTERN)
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -312,7 +312,10 @@ class CodatClient:
         """get-mapping-options-payments: the bank accounts a payment can come from."""
         params = _params(statusQuery=status_query, continuationToken=continuation_token)
         path = payment_options_path(company_id, connection_id)
-        return self._get_model(path, params, PaymentMappingOptions, "get-mapping-options-payments", deadline)
+        # Plain JSON numbers here: accounts are passed on to our caller exactly as Codat sent them.
+        return self._get_model(
+            path, params, PaymentMappingOptions, "get-mapping-options-payments", deadline, decimals=False
+        )
 
     def get_company_information(
         self, company_id: str, connection_id: str, *, deadline: float | None = None
@@ -382,10 +385,12 @@ class CodatClient:
         model: type[ModelT],
         operation: str,
         deadline: float | None,
+        *,
+        decimals: bool = True,
     ) -> ModelT:
         body = self._get(path, params, operation, self.deadline() if deadline is None else deadline)
         try:
-            return model.model_validate(parse_json(body))
+            return model.model_validate(parse_json(body) if decimals else json.loads(body))
         except (ValueError, ValidationError) as exc:
             # Not Codat's documented shape: treat as a fault upstream, without echoing the body.
             raise CodatUnavailableError(

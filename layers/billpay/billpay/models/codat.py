@@ -10,7 +10,18 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
+
+# Codat's company and connection ids (format: uuid). Hyphenated form only: it is what Codat issues, and
+# one spelling per id keeps our operation keys stable.
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 BankAccountStatus = Literal["Active", "Archived"]
 BankAccountType = Literal["Unknown", "Credit", "Debit"]
@@ -21,11 +32,27 @@ PAYABLE_BILL_STATUSES: tuple[BillStatus, ...] = ("Open", "PartiallyPaid")
 
 
 class CodatModel(BaseModel):
+    """Serialises as received: a field Codat left out stays out (no invented nulls), extras are kept."""
+
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
+    # No return annotation on purpose: pydantic then documents the model's own fields in the serialization
+    # schema (the OpenAPI document), where `-> dict[str, Any]` would make every model an opaque object.
+    @model_serializer(mode="wrap")
+    def _as_received(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        data: dict[str, Any] = handler(self)
+        fields = type(self).model_fields
+        keep: set[str] = set()
+        for name in self.model_fields_set:
+            keep.add(name)
+            alias = fields[name].alias if name in fields else None
+            if alias:
+                keep.add(alias)
+        return {key: value for key, value in data.items() if key in keep}
+
     def dump(self) -> dict[str, Any]:
-        """As received (plus any field set since): unset optional fields stay absent."""
-        return self.model_dump(by_alias=True, exclude_unset=True)
+        """The JSON-ready dict, by Codat's field names."""
+        return self.model_dump(by_alias=True)
 
 
 class Pagination(CodatModel):
@@ -132,6 +159,7 @@ class ErrorMessage(CodatModel):
 
 __all__ = [
     "PAYABLE_BILL_STATUSES",
+    "UUID_PATTERN",
     "BankAccount",
     "BankAccountStatus",
     "BankAccountType",
