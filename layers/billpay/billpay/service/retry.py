@@ -1,0 +1,221 @@
+"""The retry worker's one step per message, and the retry planner the write flow uses (DESIGN §4).
+
+A message is (operation id, lease token) from the sweeper. The worker:
+1. reads the record (consistent) and acts only if the message's token is still the record's token on a
+   `pending`/`sent` record — otherwise the message is simply deleted: the sweeper owns recovery;
+2. if the retry window has closed meanwhile, ends the operation itself (it holds the lease);
+3. otherwise takes over the lease with a new token of its own, to its Lambda deadline + 5 s, counting the
+   attempt (`attempts` + 1) in that same conditional write — before anything is sent;
+4. sends the stored upstream key and bytes and settles through the write flow's `send_and_settle` (one
+   classification, one settle): an end state, or `pending` with the next `nextAttemptAt`.
+
+An exception escapes only from steps 1-3 (nothing taken yet: SQS redelivers, then dead-letters); after the
+lease is taken nothing escapes — an operation whose settle could not be written is due again when the
+lease expires, and its attempt, counted but not settled, can never end it `failed`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from billpay.adapters.operations_dynamodb import LeaseLost, OperationStore
+from billpay.adapters.retry_queue_sqs import RetryMessage
+from billpay.config import get_settings
+from billpay.domain.operations import Operation, iso_timestamp, lease_until, new_lease_token
+from billpay.domain.outcomes import Outcome
+from billpay.domain.retry_policy import RetryPolicy, UniformSource
+from billpay.domain.retry_window import window_end_state
+from billpay.observability import logger, metrics
+from billpay.service.write_operation import Sender, send_and_settle
+
+# Kept back from the worker's remaining time for the settle write (DynamoDB) after the send.
+SETTLE_RESERVE_SECONDS: Final = 2.0
+# An attempt with less time than this cannot be trusted to finish: leave the message to the sweeper.
+MIN_ATTEMPT_SECONDS: Final = 1.0
+
+Disposition = Literal["stale", "no_time", "ended", "settled", "unsettled"]
+
+
+def policy_from_settings() -> RetryPolicy:
+    settings = get_settings()
+    return RetryPolicy(
+        window_seconds=settings.retry_window_seconds,
+        base_delay_seconds=settings.retry_base_delay_seconds,
+        max_delay_seconds=settings.retry_max_delay_seconds,
+    )
+
+
+class PolicyPlanner:
+    """The write flow's `RetryPlanner`: when a transient outcome is next tried, or None once the window
+    has closed (the attempt's settle then ends the operation: `failed` only if every attempt was clear)."""
+
+    def __init__(self, policy: RetryPolicy, rng: UniformSource | None = None) -> None:
+        self.policy = policy
+        self.rng: UniformSource = rng or random.SystemRandom()
+
+    @classmethod
+    def from_settings(cls) -> PolicyPlanner:
+        return cls(policy_from_settings())
+
+    def __call__(self, op: Operation, outcome: Outcome, now: float) -> float | None:
+        first = op.first_attempt_at
+        if first is None or self.policy.window_closed(first, now):
+            return None
+        return self.policy.next_attempt_at(
+            now=now,
+            attempts=op.attempts,
+            first_attempt_at=first,
+            rng=self.rng,
+            retry_after=outcome.retry_after,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Processed:
+    disposition: Disposition
+    status: str | None = None
+
+
+class RetryWorker:
+    def __init__(
+        self,
+        *,
+        store: OperationStore,
+        sender: Sender | Callable[[], Sender],
+        planner: PolicyPlanner,
+        upstream_timeout: float,
+        clock: Callable[[], float] = time.time,
+        new_token: Callable[[], str] = new_lease_token,
+    ) -> None:
+        self.store = store
+        self._sender = sender
+        self.planner = planner
+        self.upstream_timeout = upstream_timeout
+        self.clock = clock
+        self.new_token = new_token
+
+    @classmethod
+    def from_settings(cls) -> RetryWorker:
+        from billpay.adapters.codat import get_codat_client  # noqa: PLC0415 — httpx only when a worker runs
+
+        settings = get_settings()
+        return cls(
+            store=OperationStore(settings.table_name),
+            sender=get_codat_client,
+            planner=PolicyPlanner.from_settings(),
+            upstream_timeout=settings.upstream_timeout_seconds,
+        )
+
+    @property
+    def sender(self) -> Sender:
+        return self._sender() if callable(self._sender) else self._sender
+
+    def process_message(
+        self, body: str, *, remaining_millis: Callable[[], int], receive_count: int = 1
+    ) -> Processed:
+        """Handle one retry message. Raises only before a lease is taken (the record then redelivers)."""
+        message = RetryMessage.from_body(body)  # a malformed body raises: redelivered, then dead-lettered
+        logger.append_keys(operationId=message.operation_id)
+        try:
+            return self._process(message, remaining_millis, receive_count)
+        finally:
+            logger.remove_keys(["operationId"])
+
+    def _process(
+        self, message: RetryMessage, remaining_millis: Callable[[], int], receive_count: int
+    ) -> Processed:
+        op = self.store.get(message.operation_id, consistent=True)
+        if (
+            op is None
+            or op.lease_token != message.lease_token
+            or op.status != "pending"
+            or op.phase != "sent"
+        ):
+            logger.info(
+                "retry message no longer holds the lease: deleted (the sweeper owns recovery)",
+                extra={"status": op.status if op else None, "receiveCount": receive_count},
+            )
+            return Processed("stale", op.status if op else None)
+
+        now = self.clock()
+        token = self.new_token()
+        first = op.first_attempt_at
+        if first is None or self.planner.policy.window_closed(first, now):
+            ended = window_end_state(op, now=now, token=token, holder="worker")
+            try:
+                self.store.transition(op, ended)
+            except LeaseLost:
+                logger.info("lease lost before ending at the window's close")
+                return Processed("stale")
+            _count_end(ended.status)
+            logger.warning(
+                "retry window closed: operation ended",
+                extra={"status": ended.status, "attempts": op.attempts, "clearAttempts": op.clear_attempts},
+            )
+            return Processed("ended", ended.status)
+
+        left = remaining_millis() / 1000.0 - SETTLE_RESERVE_SECONDS
+        timeout = min(self.upstream_timeout, left)
+        if timeout < MIN_ATTEMPT_SECONDS:
+            # Not enough time to send and settle: take nothing; due again when the sweeper's lease expires.
+            logger.warning("too little time left for an attempt: message left to the sweeper")
+            return Processed("no_time")
+
+        holding = op.with_changes(
+            attempts=op.attempts + 1,
+            lease_token=token,
+            lease_holder="worker",
+            lease_until=lease_until(now, remaining_millis()),
+            updated_at=iso_timestamp(now),
+        )
+        holding = holding.with_changes(due_at=holding.lease_until)
+        try:
+            held = self.store.transition(op, holding)
+        except LeaseLost:
+            logger.info("lease taken by someone else before the attempt: message deleted")
+            return Processed("stale")
+
+        # The lease is ours and the attempt counted: from here on nothing may raise.
+        metrics.add_metric(name="RetryAttempted", unit=MetricUnit.Count, value=1)
+        logger.info("retry attempt", extra={"attempts": held.attempts, "leaseUntil": held.lease_until})
+        try:
+            settled = send_and_settle(
+                self.store, self.sender, held, timeout=timeout, retry_planner=self.planner, clock=self.clock
+            )
+        except Exception:
+            logger.exception("retry attempt failed unexpectedly; due again when its lease expires")
+            return Processed("unsettled")
+        if settled is held:
+            # The settle write failed: the record stays `sent` under our lease, due when it expires.
+            return Processed("unsettled", settled.status)
+        _count_end(settled.status)
+        logger.info(
+            "retry attempt settled",
+            extra={
+                "status": settled.status,
+                "attempts": settled.attempts,
+                "clearAttempts": settled.clear_attempts,
+                "nextAttemptAt": settled.next_attempt_at,
+            },
+        )
+        return Processed("settled", settled.status)
+
+
+_END_METRICS: Final = {
+    "succeeded": "RetrySucceeded",
+    "failed": "RetryFailed",
+    "needs_review": "RetryNeedsReview",
+    "pending": "RetryRescheduled",
+}
+
+
+def _count_end(status: str) -> None:
+    name = _END_METRICS.get(status)
+    if name:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
