@@ -10,7 +10,8 @@ Decisions where DESIGN and Codat's YAML are silent, each a "refuse rather than g
   refused; so are booleans, NaN and ±Infinity. Numbers are kept as `Decimal` exactly as parsed — the
   resolver should parse JSON with `parse_float=Decimal` (`json_loads` below) so no binary float ever
   touches an amount; a float that does arrive is taken by its shortest repr (what the client most likely
-  wrote), never by its binary expansion.
+  wrote), never by its binary expansion, and refused when it has more than 15 significant digits (more
+  than a double keeps, so what the client wrote cannot be known).
 - Magnitudes are bounded so no number can overflow a ledger, blow up a plain-notation rendering
   (`1e999999999`) or be rounded by Decimal's 28-digit context: amount < 10^15 with at most 12 decimals
   (finer precision than the bill's currency allows is the guards' 422 `amount-precision`, not this 400);
@@ -103,6 +104,9 @@ def decimal_places(value: Decimal) -> int:
     return -exponent - trailing_zeros
 
 
+FLOAT_EXACT_DIGITS: Final = 15
+
+
 def _json_number(value: object) -> Decimal:
     # bool is an int subclass: `true` must not become an amount of 1.
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
@@ -110,7 +114,16 @@ def _json_number(value: object) -> Decimal:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise PydanticCustomError("finite_number", "Input should be a finite number")
-        return Decimal(repr(value))
+        # Only reached when the body was parsed without `json_loads`. A double holds 15 significant
+        # decimal digits faithfully; beyond that its shortest repr may not be what the client wrote.
+        number = Decimal(repr(value))
+        if len(decimal_text(abs(number)).replace(".", "").strip("0")) > FLOAT_EXACT_DIGITS:
+            raise PydanticCustomError(
+                "number_precision",
+                "Input has more significant digits than can be read exactly ({digits})",
+                {"digits": FLOAT_EXACT_DIGITS},
+            )
+        return number
     if isinstance(value, int):
         return Decimal(value)
     if not value.is_finite():
