@@ -1,0 +1,315 @@
+"""Every upstream outcome of a keyed write, classified once, here (DESIGN §4's table).
+
+| upstream outcome                                   | class              | end                              |
+|----------------------------------------------------|--------------------|----------------------------------|
+| 2xx                                                | applied            | succeeded (unparseable: raw kept)|
+| 400, 404                                           | refused            | failed (422 / 404)               |
+| 401, 402, 403                                      | refused_us         | failed (502)                     |
+| 409 (key in progress at Codat)                     | in_progress        | retry, may be applied            |
+| 422 (our derived key met another body: a bug)      | key_conflict       | needs_review                     |
+| 429                                                | rate_limited       | retry after Retry-After, nothing |
+| 5xx repeating an earlier attempt's correlationId   | replayed_failure   | needs_review                     |
+| ConnectError, ConnectTimeout, PoolTimeout          | never_left         | retry, nothing applied           |
+| anything else (other statuses, 5xx, read/write     | maybe_applied      | retry, may be applied            |
+|   timeouts, RemoteProtocolError, any exception)    |                    |                                  |
+
+Pure: the httpx exception types are recognised by their public names (`httpx.ConnectError`, ...), so the
+domain needs no HTTP library. Only a request that provably never left counts as nothing applied: any doubt
+is "may be applied", which can end `needs_review` but never `failed` (DESIGN §8.1).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, Final, Literal
+
+from billpay.domain.operations import Operation, Phase, Status, StoredBody, due_index, iso_timestamp
+from billpay.domain.retry_policy import end_status
+
+OutcomeClass = Literal[
+    "applied",
+    "refused",
+    "refused_us",
+    "in_progress",
+    "key_conflict",
+    "rate_limited",
+    "replayed_failure",
+    "never_left",
+    "maybe_applied",
+]
+Applied = Literal["yes", "no", "maybe"]
+EndStatus = Literal["succeeded", "failed", "needs_review"]
+
+# Exceptions raised before any byte of the request reached the network (httpx's public names).
+NEVER_LEFT_EXCEPTIONS: Final = frozenset({"httpx.ConnectError", "httpx.ConnectTimeout", "httpx.PoolTimeout"})
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemSpec:
+    """The answer an ended operation gives (rendered as a problem with the `operation` member)."""
+
+    status: int
+    type: str
+    title: str
+    detail: str
+
+    def to_error(
+        self, upstream: Mapping[str, Any] | None = None, retry_after: float | None = None
+    ) -> dict[str, Any]:
+        error: dict[str, Any] = {
+            "type": self.type,
+            "status": self.status,
+            "title": self.title,
+            "detail": self.detail,
+        }
+        if upstream:
+            error["upstream"] = dict(upstream)
+        if retry_after is not None:
+            error["retryAfter"] = retry_after
+        return error
+
+
+OUTCOME_UNKNOWN: Final = ProblemSpec(
+    502,
+    "upstream-outcome-unknown",
+    "Outcome unknown",
+    "The write may or may not have been recorded in the accounting software; a person must check before "
+    "anything is resubmitted.",
+)
+RATE_LIMITED: Final = ProblemSpec(
+    503, "upstream-rate-limited", "Upstream rate limit", "Codat rate-limited the write; nothing was recorded."
+)
+UNAVAILABLE: Final = ProblemSpec(
+    503, "upstream-unavailable", "Upstream unavailable", "Codat could not be reached; nothing was recorded."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One attempt's classified outcome.
+
+    `end` is set when the attempt ends the operation; None means transient (retry with the same key).
+    `problem` is the answer for an end other than `succeeded`, and for a transient outcome the answer it
+    becomes if no retry follows (`on_give_up`).
+    """
+
+    cls: OutcomeClass
+    applied: Applied
+    end: EndStatus | None
+    upstream_status: int | None = None
+    problem: ProblemSpec | None = None
+    retry_after: float | None = None
+    correlation_id: str | None = None
+    upstream: Mapping[str, Any] | None = None
+    body: StoredBody | None = None
+    exception: str | None = None
+
+    @property
+    def transient(self) -> bool:
+        return self.end is None
+
+    @property
+    def nothing_applied(self) -> bool:
+        return self.applied == "no"
+
+    def on_give_up(self) -> ProblemSpec:
+        """The answer if this transient outcome is the last word (interim rules, or a closed window)."""
+        if self.applied != "no":
+            return OUTCOME_UNKNOWN
+        return RATE_LIMITED if self.cls == "rate_limited" else UNAVAILABLE
+
+    def error(self, problem: ProblemSpec | None = None) -> dict[str, Any] | None:
+        spec = problem or self.problem
+        if spec is None:
+            return None
+        upstream = dict(self.upstream) if self.upstream else {}
+        if self.exception and not upstream:
+            upstream = {"exception": self.exception}
+        return spec.to_error(upstream or None, self.retry_after)
+
+
+def _codat_error(body: bytes) -> dict[str, Any]:
+    """Codat's `ErrorMessage` fields we report (`statusCode`, `error`, `correlationId`), when present."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for name in ("statusCode", "error", "correlationId"):
+        value = doc.get(name)
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            out[name] = value
+    return out
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP-date); None if absent or bad."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - now
+    if not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def classify_response(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    earlier_correlation_ids: Collection[str],
+    now: float,
+) -> Outcome:
+    """Classify an HTTP answer to a keyed write. `earlier_correlation_ids` are those of earlier attempts."""
+    stored = StoredBody.of(body)
+    if 200 <= status < 300:
+        return Outcome("applied", "yes", "succeeded", upstream_status=status, body=stored)
+
+    codat = _codat_error(body)
+    correlation_id = codat.get("correlationId")
+    correlation_id = str(correlation_id) if correlation_id is not None else None
+    upstream: dict[str, Any] = {"statusCode": status}
+    if "error" in codat:
+        upstream["error"] = codat["error"]
+    if correlation_id is not None:
+        upstream["correlationId"] = correlation_id
+    reason = f": {codat['error']}" if "error" in codat else ""
+    common: dict[str, Any] = {
+        "upstream_status": status,
+        "correlation_id": correlation_id,
+        "upstream": upstream,
+        "body": stored,
+    }
+
+    if status == 400:
+        spec = ProblemSpec(
+            422, "upstream-rejected", "Rejected upstream", f"Codat refused the request{reason}"
+        )
+        return Outcome("refused", "no", "failed", problem=spec, **common)
+    if status == 404:
+        spec = ProblemSpec(404, "not-found", "Not found", f"Codat does not know the target{reason}")
+        return Outcome("refused", "no", "failed", problem=spec, **common)
+    if status in (401, 402, 403):
+        spec = ProblemSpec(
+            502, "upstream-rejected", "Rejected upstream", f"Codat refused our credentials{reason}"
+        )
+        return Outcome("refused_us", "no", "failed", problem=spec, **common)
+    if status == 409:
+        return Outcome("in_progress", "maybe", None, problem=OUTCOME_UNKNOWN, **common)
+    if status == 422:
+        return Outcome("key_conflict", "maybe", "needs_review", problem=OUTCOME_UNKNOWN, **common)
+    if status == 429:
+        retry_after = parse_retry_after(_header(headers, "Retry-After"), now)
+        return Outcome("rate_limited", "no", None, problem=RATE_LIMITED, retry_after=retry_after, **common)
+    if status >= 500 and correlation_id is not None and correlation_id in earlier_correlation_ids:
+        return Outcome("replayed_failure", "maybe", "needs_review", problem=OUTCOME_UNKNOWN, **common)
+    return Outcome("maybe_applied", "maybe", None, problem=OUTCOME_UNKNOWN, **common)
+
+
+def _qualified_names(exc: BaseException) -> set[str]:
+    return {f"{cls.__module__}.{cls.__qualname__}" for cls in type(exc).__mro__}
+
+
+def classify_exception(exc: BaseException) -> Outcome:
+    """Classify an exception raised once the HTTP client had the request."""
+    described = f"{type(exc).__name__}: {exc}"[:500]
+    if _qualified_names(exc) & NEVER_LEFT_EXCEPTIONS:
+        return Outcome("never_left", "no", None, problem=UNAVAILABLE, exception=described)
+    return Outcome("maybe_applied", "maybe", None, problem=OUTCOME_UNKNOWN, exception=described)
+
+
+# -- the state an attempt leaves behind ---------------------------------------------------------------------
+
+_MAX_CORRELATION_IDS: Final = 50
+
+
+def settled_state(op: Operation, outcome: Outcome, now: float, *, retry_at: float | None) -> Operation:
+    """The record after one attempt ended with `outcome` (the settle write, DESIGN §3 step 4).
+
+    A transient outcome with `retry_at` stays `pending` in phase `sent`, listed as due at `retry_at`; with
+    no `retry_at` (the window closed, or no retries exist yet) it ends: `failed` only if every attempt taken
+    was settled as nothing-applied, else `needs_review`. The lease is given up (holder and deadline removed)
+    but its token is kept, so our own write retried by the SDK is still recognised.
+    """
+    clear = op.clear_attempts + (1 if outcome.nothing_applied else 0)
+    correlation_ids = op.correlation_ids
+    if outcome.correlation_id and outcome.correlation_id not in correlation_ids:
+        correlation_ids = (*correlation_ids, outcome.correlation_id)[-_MAX_CORRELATION_IDS:]
+    status: Status
+    error: dict[str, Any] | None = None
+    result = None
+    if outcome.end == "succeeded":
+        status, result = "succeeded", outcome.body
+    elif outcome.end is not None:
+        status, error = outcome.end, outcome.error()
+    elif retry_at is not None:
+        status = "pending"
+    else:
+        ending = end_status(attempts=max(op.attempts, 1), clear_attempts=clear)
+        status = ending
+        error = outcome.error(outcome.on_give_up() if ending == "failed" else OUTCOME_UNKNOWN)
+    if error is not None and outcome.body is not None and outcome.upstream_status is not None:
+        error["rawBody"] = outcome.body.to_dict()
+    phase: Phase = "sent" if status == "pending" else "settled"
+    next_attempt_at = retry_at if status == "pending" else None
+    due_bucket, due_at = due_index(status, phase, lease_until=None, next_attempt_at=next_attempt_at, now=now)
+    return op.with_changes(
+        status=status,
+        phase=phase,
+        clear_attempts=clear,
+        correlation_ids=correlation_ids,
+        lease_holder=None,
+        lease_until=None,
+        next_attempt_at=next_attempt_at,
+        result=result,
+        error=error,
+        due_bucket=due_bucket,
+        due_at=due_at,
+        updated_at=iso_timestamp(now),
+    )
+
+
+def abandoned_state(op: Operation, now: float, token: str) -> Operation:
+    """A `pending` record whose holder's lease expired with no outcome settled: its attempt may have been
+    applied, so it ends `needs_review` (the interim rule until the sweeper recovers such records). Written
+    by a new holder, hence a new token."""
+    error = OUTCOME_UNKNOWN.to_error(
+        {"reason": "the attempt's holder stopped before its outcome was recorded (lease expired)"}
+    )
+    due_bucket, due_at = due_index("needs_review", "settled", lease_until=None, next_attempt_at=None, now=now)
+    return op.with_changes(
+        status="needs_review",
+        phase="settled",
+        lease_token=token,
+        lease_holder=None,
+        lease_until=None,
+        next_attempt_at=None,
+        error=error,
+        due_bucket=due_bucket,
+        due_at=due_at,
+        updated_at=iso_timestamp(now),
+    )

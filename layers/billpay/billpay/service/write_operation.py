@@ -1,0 +1,313 @@
+"""The write flow (DESIGN §3): claim → (replay) → guards → mark sent → send → classify → settle.
+
+Two entry points:
+- `execute_write`: the API handlers' synchronous path, one attempt inside the request's time budget;
+- `send_and_settle`: one attempt of an operation whose lease the caller holds in phase `sent` — the sync
+  path uses it, and so does the retry worker (after taking the lease and counting the attempt).
+
+Money-safety rules enforced here:
+- nothing is sent unless the mark-sent write succeeded (the record then survives any crash);
+- every exit before the send deletes the claim, so the key can be used again;
+- once the HTTP client has the request, no exception leaves `send_and_settle`: the outcome is classified
+  (an exception counts as "may be applied" unless the request provably never left) and settled;
+- a record is deleted after the send only when nothing was applied (interim rule, no retries exist);
+- a replay answers from the one read of the claim: no guard, no lookup, no Codat call.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from billpay.adapters.operations_dynamodb import LeaseLost, OperationStore
+from billpay.domain.operations import (
+    Kind,
+    Operation,
+    UnknownCaller,
+    UpstreamRequest,
+    decide_replay,
+    key_scope,
+    lease_until,
+    new_claim,
+    new_lease_token,
+    normalise_caller,
+    operation_id,
+    request_hash,
+    sent_state,
+    upstream_key,
+)
+from billpay.domain.outcomes import (
+    UNAVAILABLE,
+    Outcome,
+    abandoned_state,
+    classify_exception,
+    classify_response,
+    settled_state,
+)
+from billpay.observability import logger
+from billpay.problems import Problem
+
+# Below this much budget left, a send could not finish in time: nothing is sent (the key is released).
+MIN_SEND_SECONDS = 1.0
+# Time kept back from the Lambda's remaining time for the settle write and the answer itself.
+SETTLE_RESERVE_SECONDS = 2.0
+
+
+class Sender(Protocol):
+    """What a send needs of the Codat client (`CodatClient.post_keyed`)."""
+
+    def post_keyed(self, path: str, body: bytes, idempotency_key: str, timeout: float) -> Any: ...
+
+
+class RetryPlanner(Protocol):
+    """When a transient outcome is next tried (epoch seconds), or None when the retry window has closed.
+
+    Given by the retry machinery (issue 10). Without one, the interim rules of DESIGN §4 apply.
+    """
+
+    def __call__(self, op: Operation, outcome: Outcome, now: float) -> float | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRequest:
+    """A validated write, as the handler hands it over."""
+
+    kind: Kind
+    route: str
+    caller_arn: str | None
+    path_params: Sequence[str]  # ids already normalised (company/connection lower-cased)
+    client_key: str
+    canonical_body: dict[str, Any]  # what makes two requests "the same" (hashed)
+    upstream: UpstreamRequest  # the exact bytes Codat gets on every attempt
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """The request's time: `remaining_millis` is the Lambda's; `seconds` the sync budget for upstream work."""
+
+    remaining_millis: Callable[[], int]
+    seconds: float
+    upstream_timeout: float
+
+    def send_timeout(self, started: float, now: float) -> float:
+        left_in_budget = self.seconds - (now - started)
+        left_in_lambda = self.remaining_millis() / 1000.0 - SETTLE_RESERVE_SECONDS
+        return min(self.upstream_timeout, left_in_budget, left_in_lambda)
+
+
+def scope_of(request: WriteRequest) -> str:
+    try:
+        caller = normalise_caller(request.caller_arn)
+    except UnknownCaller as exc:
+        # Behind AWS_IAM auth every request has a principal; without one a key cannot be scoped safely.
+        raise Problem(403, "forbidden", "Forbidden", str(exc)) from None
+    return key_scope(caller, request.route, request.path_params)
+
+
+def execute_write(
+    request: WriteRequest,
+    *,
+    store: OperationStore,
+    sender: Sender,
+    budget: Budget,
+    guard: Callable[[], None] | None = None,
+    retry_planner: RetryPlanner | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Operation:
+    """Run one write to an answer. Returns the operation to answer with (see `answer_status`); raises
+    `Problem` for answers without an operation (reused key, in progress, guard refusal, nothing sent)."""
+    started = clock()
+    scope = scope_of(request)
+    token = new_lease_token()
+    claim = new_claim(
+        operation_id=operation_id(scope, request.client_key),
+        kind=request.kind,
+        request_hash=request_hash(request.canonical_body),
+        upstream_key=upstream_key(scope, request.client_key),
+        upstream_request=request.upstream,
+        now=started,
+        lease_until=lease_until(started, budget.remaining_millis()),
+        lease_token=token,
+    )
+    claimed = store.claim(claim, started)
+    if not claimed.claimed:
+        assert claimed.existing is not None
+        return replay(
+            claimed.existing, claim.request_hash, store=store, retry_planner=retry_planner, clock=clock
+        )
+
+    log = {"operation_id": claim.operation_id, "kind": claim.kind}
+    logger.info("operation claimed", extra=log)
+    try:
+        if guard is not None:
+            guard()
+        timeout = budget.send_timeout(started, clock())
+        if timeout < MIN_SEND_SECONDS:
+            raise Problem(
+                503,
+                "upstream-unavailable",
+                "Upstream unavailable",
+                "The request ran out of time before the write could be sent; nothing was sent.",
+                headers={"Retry-After": "1"},
+            )
+        sent = store.transition(claim, sent_state(claim, clock()))
+    except BaseException:
+        _release_quietly(store, claim)
+        raise
+    return send_and_settle(store, sender, sent, timeout=timeout, retry_planner=retry_planner, clock=clock)
+
+
+def replay(
+    existing: Operation,
+    hash_: str,
+    *,
+    store: OperationStore,
+    retry_planner: RetryPlanner | None,
+    clock: Callable[[], float] = time.time,
+) -> Operation:
+    """Answer a repeated key from the record read at the claim (DESIGN §3 step 1)."""
+    now = clock()
+    decision = decide_replay(existing, hash_, now)
+    log = {"operation_id": existing.operation_id, "status": existing.status, "replay": decision.action}
+    logger.info("operation replayed", extra=log)
+    if decision.action == "reused":
+        raise Problem(
+            422,
+            "idempotency-key-reused",
+            "Idempotency-Key reused",
+            "This Idempotency-Key was already used with another request body; use a new key for a new one.",
+        )
+    if decision.action == "in_progress":
+        raise Problem(
+            409,
+            "request-in-progress",
+            "Request in progress",
+            "A request with this Idempotency-Key is still being processed; retry after the given time.",
+            headers={"Retry-After": str(decision.retry_after or 1)},
+        )
+    if decision.action == "expired_pending" and retry_planner is None:
+        # Interim rule (no sweeper yet): the holder died with the outcome unknown; a person must look.
+        try:
+            return store.transition(
+                existing, abandoned_state(existing, now, new_lease_token()), lease_expired_before=now
+            )
+        except LeaseLost as lost:
+            if lost.current is None:
+                raise
+            return lost.current
+    return existing
+
+
+def attempt(
+    sender: Sender, op: Operation, *, timeout: float, clock: Callable[[], float] = time.time
+) -> Outcome:
+    """One send of the stored request under the stored key, classified. Never raises an `Exception`."""
+    request = op.upstream_request
+    try:
+        response = sender.post_keyed(request.path, request.body, op.upstream_key, timeout)
+        return classify_response(
+            response.status,
+            response.headers,
+            response.body,
+            earlier_correlation_ids=op.correlation_ids,
+            now=clock(),
+        )
+    except Exception as exc:  # once the client has the request, every failure is an outcome
+        return classify_exception(exc)
+
+
+def send_and_settle(
+    store: OperationStore,
+    sender: Sender,
+    op: Operation,
+    *,
+    timeout: float,
+    retry_planner: RetryPlanner | None,
+    clock: Callable[[], float] = time.time,
+) -> Operation:
+    """Send `op`'s stored request under its stored key, classify the outcome once, settle it.
+
+    The caller holds `op`'s lease in phase `sent` and has counted this attempt in `attempts`. Returns the
+    state to answer with. Raises `Problem` only for the interim rule (no `retry_planner`): a transient
+    outcome through which nothing was applied deletes the record and answers 503 with Retry-After.
+    """
+    outcome = attempt(sender, op, timeout=timeout, clock=clock)
+    now = clock()
+    log = {
+        "operation_id": op.operation_id,
+        "outcome": outcome.cls,
+        "upstream_status": outcome.upstream_status,
+        "correlation_id": outcome.correlation_id,
+        "attempts": op.attempts,
+    }
+    logger.info("write attempt classified", extra=log)
+
+    if outcome.transient and retry_planner is None and outcome.nothing_applied:
+        return _interim_release(store, op, outcome)
+    retry_at = retry_planner(op, outcome, now) if outcome.transient and retry_planner is not None else None
+    after = settled_state(op, outcome, now, retry_at=retry_at)
+    try:
+        return store.transition(op, after)
+    except LeaseLost as lost:
+        logger.warning("settle found the record changed", extra=log)
+        return lost.current if lost.current is not None else op
+    except Exception:
+        # The record stays `sent` with our lease: it is due when the lease expires, and is recovered then.
+        logger.exception("settle failed; the operation stays pending", extra=log)
+        return op
+
+
+def _interim_release(store: OperationStore, op: Operation, outcome: Outcome) -> Operation:
+    """Nothing was applied upstream and nothing will retry: free the key and say when to come back."""
+    retry_after = max(1, math.ceil(outcome.retry_after or 1))
+    try:
+        released = store.release(op)
+    except Exception:
+        logger.exception("could not release an unapplied write", extra={"operation_id": op.operation_id})
+        released = False
+    if not released:
+        return op  # still `sent` and ours: answered as pending, recovered when its lease expires
+    spec = outcome.on_give_up()
+    raise Problem(
+        spec.status,
+        spec.type,
+        spec.title,
+        f"{spec.detail} Retry with the same Idempotency-Key.",
+        upstream=outcome.upstream or None,
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def _release_quietly(store: OperationStore, claim: Operation) -> None:
+    try:
+        store.release(claim)
+    except Exception:
+        # The claim expires anyway (lease, then a 1-day TTL): the key is reusable once the lease is over.
+        logger.exception("could not release a claim", extra={"operation_id": claim.operation_id})
+
+
+# -- the answer ----------------------------------------------------------------------------------------------
+
+
+def answer_status(op: Operation) -> int:
+    """201 succeeded, 202 pending; for failed/needs_review see `ended_problem`."""
+    return {"succeeded": 201, "pending": 202}.get(op.status, 0)
+
+
+def ended_problem(op: Operation, envelope: dict[str, Any]) -> Problem:
+    """The problem a `failed` or `needs_review` operation answers with, carrying the envelope."""
+    error = dict(op.error or UNAVAILABLE.to_error())
+    if op.status == "needs_review":
+        error = {**error, "status": 502, "type": "upstream-outcome-unknown"}
+    upstream = error.get("upstream")
+    return Problem(
+        int(error.get("status", 502)),
+        str(error.get("type", "upstream-outcome-unknown")),
+        str(error.get("title", "Upstream error")),
+        str(error.get("detail", "")),
+        upstream=upstream if isinstance(upstream, dict) and "statusCode" in upstream else None,
+        operation=envelope,
+    )
