@@ -234,6 +234,22 @@ def operation_location(event: Mapping[str, Any], operation_id: str) -> str:
 # ------------------------------------------------------------------------------------------- JSON
 
 
+def json_ready(value: Any) -> Any:
+    """`value` with every Decimal turned into a JSON number (int when integral) and models into dicts.
+
+    Use it on what a route returns when that holds Decimals: with validation on, Powertools serializes
+    the return value in pydantic's JSON mode, which writes a bare Decimal as a *string*."""
+    if isinstance(value, Decimal):
+        return _decimal_number(value)
+    if isinstance(value, BaseModel):
+        return json_ready(value.model_dump(by_alias=True))
+    if isinstance(value, Mapping):
+        return {key: json_ready(inner) for key, inner in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(inner) for inner in value]
+    return value
+
+
 def dumps(value: Any) -> str:
     """Compact JSON; Decimals as numbers (int when integral), pydantic models by alias."""
     return json.dumps(value, separators=(",", ":"), default=_default, ensure_ascii=False)
@@ -241,13 +257,17 @@ def dumps(value: Any) -> str:
 
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError("non-finite decimal")
-        exponent = value.as_tuple().exponent
-        return int(value) if isinstance(exponent, int) and exponent >= 0 else float(value)
+        return _decimal_number(value)
     if isinstance(value, BaseModel):
         return value.model_dump(mode="python", by_alias=True, exclude_none=False)
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def _decimal_number(value: Decimal) -> int | float:
+    if not value.is_finite():
+        raise ValueError("non-finite decimal")
+    exponent = value.as_tuple().exponent
+    return int(value) if isinstance(exponent, int) and exponent >= 0 else float(value)
 
 
 def _only_refers_to(response: Any, ref: str) -> bool:
@@ -270,6 +290,7 @@ __all__ = [
     "ProblemError",
     "build_resolver",
     "dumps",
+    "json_ready",
     "operation_location",
     "problem_response",
     "request_base_path",

@@ -344,6 +344,7 @@ class CodatClient:
         httpx exceptions propagate so the caller can tell a request that never left from one that did."""
         if not path.startswith("/") or "?" in path or "#" in path:
             raise InvalidPathSegmentError("path must be an absolute path without query or fragment")
+        started = self._clock()
         response = self._http.post(
             path,
             content=body,
@@ -363,7 +364,7 @@ class CodatClient:
                 "upstream_path": path,
                 "upstream_status": response.status_code,
                 "correlation_id": upstream.correlation_id,
-                "elapsed_ms": round(response.elapsed.total_seconds() * 1000, 1),
+                "elapsed_ms": round((self._clock() - started) * 1000, 1),
             },
         )
         return upstream
