@@ -48,6 +48,15 @@ test: $(STAMP) lint typecheck
 bench: $(STAMP)
 	$(PY) -m bench
 
+# A person's decision on a needs_review payment (docs/runbook.md). Local stack by default; a deployed
+# stack's table with TABLE=<OperationsTableName> and the usual AWS credentials/region in the environment.
+# make resolve OP=<operationId> STATUS=succeeded|failed NOTE="what was checked" [TABLE=...] [BY=...]
+resolve: $(STAMP)
+	@test -n "$(OP)" -a -n "$(STATUS)" -a -n "$(NOTE)" || \
+		{ echo 'usage: make resolve OP=<operationId> STATUS=succeeded|failed NOTE="what was checked" [TABLE=<table>]' >&2; exit 2; }
+	PYTHONPATH=layers/billpay $(PY) -m billpay.service.resolve --operation-id "$(OP)" --status "$(STATUS)" \
+		--note "$(NOTE)" --table "$(TABLE)" --by "$(BY)"
+
 $(SAM_STAMP): requirements-sam.txt
 	@test -x $(SAM_VENV)/bin/python || python3 -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install -q --upgrade pip

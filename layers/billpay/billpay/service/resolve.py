@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Literal
 
+from botocore.exceptions import EndpointConnectionError
+
 from billpay.adapters.operations_dynamodb import LeaseLost, OperationStore, to_attribute
 from billpay.domain.operations import Operation, iso_timestamp, new_lease_token
 from billpay.observability import logger
@@ -152,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ResolveRefused as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 2
+    except EndpointConnectionError as exc:
+        where = "the deployed table" if args.table else "the local stack (is `make run` running?)"
+        print(f"cannot reach {where}: {exc}", file=sys.stderr)
+        return 1
     print(
         f"{op.operation_id}: needs_review -> {op.status} (by {by}); recorded as `resolution` on the operation"
     )
