@@ -8,6 +8,7 @@ from pytest.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -241,6 +242,30 @@ def test_the_stage_is_throttled_logged_and_traced() -> None:
     ):
         assert field in access["Format"]
     assert RESOURCES["ApiAccessLogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
+
+
+def test_api_gateways_own_refusals_are_problem_json() -> None:
+    responses = RESOURCES["Api"]["Properties"]["GatewayResponses"]
+    for kind in (
+        "MISSING_AUTHENTICATION_TOKEN",
+        "INVALID_SIGNATURE",
+        "THROTTLED",
+        "DEFAULT_4XX",
+        "DEFAULT_5XX",
+    ):
+        response = responses[kind]
+        assert response["ResponseParameters"]["Headers"]["Content-Type"] == "'application/problem+json'"
+        template = response["ResponseTemplates"]["application/json"]["Fn::Sub"]
+        # What API Gateway renders: $context.error.messageString is a quoted JSON string.
+        rendered = json.loads(
+            template.replace("${ProblemTypeBase}", "https://example.test").replace(
+                "$context.error.messageString", '"Missing Authentication Token"'
+            )
+        )
+        assert rendered["type"].startswith("https://example.test/problems/")
+        assert rendered["title"] and rendered["detail"]
+        if "StatusCode" in response:
+            assert rendered["status"] == int(response["StatusCode"])
 
 
 def test_the_api_gateway_account_role_is_opt_in() -> None:
