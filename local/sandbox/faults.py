@@ -15,7 +15,9 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import itertools
+import math
 import threading
+from decimal import Decimal
 from typing import Any
 
 from local.sandbox.errors import CodatError, FieldError
@@ -64,9 +66,10 @@ class Fault:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         return None
-    return float(value)
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def parse(spec: Any, fault_id: int) -> Fault:
