@@ -423,3 +423,14 @@ def describe(op: Operation) -> str:
             "leaseHolder": op.lease_holder,
         }
     )
+
+
+_stores: dict[str, OperationStore] = {}
+
+
+def operation_store(table_name: str) -> OperationStore:
+    """The container's store for `table_name` (its client built on first use)."""
+    store = _stores.get(table_name)
+    if store is None:
+        store = _stores.setdefault(table_name, OperationStore(table_name))
+    return store

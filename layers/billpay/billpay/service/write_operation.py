@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,6 +38,7 @@ from billpay.domain.operations import (
     request_hash,
     sent_state,
     upstream_key,
+    validate_idempotency_key,
 )
 from billpay.domain.outcomes import (
     UNAVAILABLE,
@@ -47,6 +48,7 @@ from billpay.domain.outcomes import (
     classify_response,
     settled_state,
 )
+from billpay.models.operations import envelope
 from billpay.observability import logger
 from billpay.problems import Problem
 
@@ -113,12 +115,16 @@ def execute_write(
     store: OperationStore,
     sender: Sender,
     budget: Budget,
-    guard: Callable[[], None] | None = None,
+    guard: Callable[[], object] | None = None,
     retry_planner: RetryPlanner | None = None,
+    on_succeeded: Callable[[Operation], None] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Operation:
     """Run one write to an answer. Returns the operation to answer with (see `answer_status`); raises
-    `Problem` for answers without an operation (reused key, in progress, guard refusal, nothing sent)."""
+    `Problem` for answers without an operation (reused key, in progress, guard refusal, nothing sent).
+
+    `guard` runs after the claim and raises `Problem` to refuse; `on_succeeded` runs once, only when this
+    call's own send succeeded (never on a replay), e.g. to keep a container's lookup cache in step."""
     started = clock()
     scope = scope_of(request)
     token = new_lease_token()
@@ -157,7 +163,13 @@ def execute_write(
     except BaseException:
         _release_quietly(store, claim)
         raise
-    return send_and_settle(store, sender, sent, timeout=timeout, retry_planner=retry_planner, clock=clock)
+    settled = send_and_settle(store, sender, sent, timeout=timeout, retry_planner=retry_planner, clock=clock)
+    if settled.status == "succeeded" and on_succeeded is not None:
+        try:
+            on_succeeded(settled)
+        except Exception:
+            logger.exception("after-success hook failed", extra={"operation_id": settled.operation_id})
+    return settled
 
 
 def replay(
@@ -311,3 +323,42 @@ def ended_problem(op: Operation, envelope: dict[str, Any]) -> Problem:
         upstream=upstream if isinstance(upstream, dict) and "statusCode" in upstream else None,
         operation=envelope,
     )
+
+
+def idempotency_key(headers: Mapping[str, str] | None) -> str:
+    """The client's `Idempotency-Key` (name matched case-insensitively), or the 400 to answer."""
+    value = None
+    for name, candidate in (headers or {}).items():
+        if name.lower() == "idempotency-key":
+            value = candidate
+    if value is None:
+        raise Problem(
+            400,
+            "idempotency-key-missing",
+            "Idempotency-Key missing",
+            "Every POST needs an Idempotency-Key header: one value per intended write, reused on retries.",
+        )
+    reason = validate_idempotency_key(value)
+    if reason is not None:
+        raise Problem(
+            400,
+            "validation-error",
+            "Invalid request",
+            f"Idempotency-Key {reason}.",
+            errors=[
+                {"location": "header", "field": "Idempotency-Key", "message": reason, "type": "value_error"}
+            ],
+        )
+    return value
+
+
+def answer(op: Operation, *, location: str, type_base: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """(status, headers, envelope) for a `succeeded` (201) or `pending` (202 + Location) operation;
+    raises the problem (with the envelope as `operation`) for `failed` and `needs_review`."""
+    body = envelope(op, type_base)
+    status = answer_status(op)
+    if status == 201:
+        return 201, {}, body
+    if status == 202:
+        return 202, {"Location": location}, body
+    raise ended_problem(op, body)

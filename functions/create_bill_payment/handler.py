@@ -1,0 +1,112 @@
+"""CreateBillPaymentFunction: POST …/payables/bills/{billId}/payments (Codat create-bill-payment).
+
+AWS glue only: validates the body (BillPaymentCreate), the path and the Idempotency-Key, then runs the
+write flow (`billpay.service.write_operation`) with the payment guards after the claim. Answers 201/202
+with the operation envelope, or a problem (DESIGN §2's table).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from billpay.adapters.codat import (
+    InvalidPathSegmentError,
+    bill_payment_path,
+    get_codat_client,
+    validate_bill_id,
+)
+from billpay.adapters.operations_dynamodb import operation_store
+from billpay.config import get_settings
+from billpay.domain.operations import KIND_BILL_PAYMENT, ROUTE_CREATE_BILL_PAYMENT, Operation, UpstreamRequest
+from billpay.http import WRITE_PROBLEMS, build_resolver, operation_location, route_responses
+from billpay.models.codat import UUID_PATTERN
+from billpay.models.operations import OperationEnvelope
+from billpay.models.requests import BillPaymentCreate
+from billpay.observability import logger
+from billpay.problems import validation_error
+from billpay.service.payment_guards import check_payment, note_payment_recorded
+from billpay.service.write_operation import Budget, WriteRequest, answer, execute_write, idempotency_key
+
+app = build_resolver()
+
+ROUTE = "/companies/<companyId>/connections/<connectionId>/payables/bills/<billId>/payments"
+
+
+@app.post(
+    ROUTE,
+    summary="Record a payment against a bill (idempotent: Idempotency-Key header required)",
+    description=(
+        "Codat create-bill-payment. `amount` is in the bill's currency; `currency` (optional, ours) is "
+        "checked against the bill's and never forwarded. One Idempotency-Key is one operation."
+    ),
+    operation_id="createBillPayment",
+    tags=["Bill payments"],
+    responses=route_responses(
+        201,
+        "The payment was recorded (the operation envelope)",
+        WRITE_PROBLEMS,
+        extra={202: {"description": "Accepted: the operation is pending; follow Location"}},
+    ),
+)
+def create_bill_payment(
+    companyId: Annotated[str, Path(pattern=UUID_PATTERN, description="Codat company id (UUID)")],
+    connectionId: Annotated[str, Path(pattern=UUID_PATTERN, description="Codat connection id (UUID)")],
+    billId: Annotated[str, Path(min_length=1, max_length=1024, description="Codat bill id")],
+    payment: Annotated[BillPaymentCreate, Body()],
+) -> Response[OperationEnvelope]:
+    event = app.current_event
+    key = idempotency_key(event.headers)
+    company, connection = companyId.lower(), connectionId.lower()
+    # API Gateway hands over the decoded path parameter; the route match only sees the encoded path.
+    bill = (event.path_parameters or {}).get("billId", billId)
+    try:
+        validate_bill_id(bill)
+        path = bill_payment_path(company, connection, bill)
+    except InvalidPathSegmentError as exc:
+        raise validation_error(
+            "The bill id is not valid.",
+            [{"location": "path", "field": "billId", "message": str(exc), "type": "value_error"}],
+        ) from None
+
+    settings = get_settings()
+    client = get_codat_client()
+    request = WriteRequest(
+        kind=KIND_BILL_PAYMENT,
+        route=ROUTE_CREATE_BILL_PAYMENT,
+        caller_arn=event.request_context.identity.user_arn,
+        path_params=(company, connection, bill),
+        client_key=key,
+        canonical_body=payment.canonical(),
+        upstream=UpstreamRequest("POST", path, payment.to_upstream_json()),
+    )
+
+    def recorded(_: Operation) -> None:
+        note_payment_recorded(company, connection, bill, payment.amount)
+
+    op = execute_write(
+        request,
+        store=operation_store(settings.table_name),
+        sender=client,
+        budget=Budget(
+            app.lambda_context.get_remaining_time_in_millis,
+            settings.sync_budget_seconds,
+            settings.upstream_timeout_seconds,
+        ),
+        guard=lambda: check_payment(client, company, connection, bill, payment),
+        on_succeeded=recorded,
+    )
+    status, headers, body = answer(
+        op,
+        location=operation_location(event.raw_event, op.operation_id),
+        type_base=settings.problem_type_base,
+    )
+    return Response(status, "application/json", OperationEnvelope.model_validate(body), headers)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
