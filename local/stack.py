@@ -14,6 +14,7 @@ Settings (environment):
   BILLPAY_LOCAL_READY_FILE — write the addresses as JSON there once ready
   BILLPAY_LOCAL_USE_SECRET=1 — functions read the Codat key from the emulator's Secrets Manager
   BILLPAY_LOCAL_ACCESS_LOG (1) — one line per API request
+  BILLPAY_LOCAL_EXIT_WITH_PARENT=1 — stop when the process that started this one dies (test runners)
   BILLPAY_TEMPLATE (template.yaml)
   CODAT_BASE_URL (+ CODAT_API_KEY) — use that Codat-compatible server instead of starting the sandbox
 Any other BILLPAY_*, CODAT_* or POWERTOOLS_* variable is passed to every function, over the template's.
@@ -123,6 +124,8 @@ def run(env: dict[str, str], *, on_ready: Callable[[dict[str, Any]], None] | Non
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    if env.get("BILLPAY_LOCAL_EXIT_WITH_PARENT") == "1":
+        _watch_parent(stop)
 
     started = time.perf_counter()
     with ExitStack() as cleanup:
@@ -225,6 +228,19 @@ def run(env: dict[str, str], *, on_ready: Callable[[dict[str, Any]], None] | Non
             _log("local.stack: stopping")
     _log("local.stack: stopped")
     return 0
+
+
+def _watch_parent(stop: threading.Event) -> None:
+    """A test runner killed hard must not leave a stack (and its workers) behind."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _stage_name(template: dict[str, Any]) -> str:
