@@ -24,6 +24,7 @@ from billpay.models.operations import OperationEnvelope
 from billpay.models.requests import BankAccountCreate
 from billpay.observability import logger
 from billpay.service.payment_guards import check_bank_account, note_bank_account_created
+from billpay.service.retry import PolicyPlanner
 from billpay.service.write_operation import Budget, WriteRequest, answer, execute_write, idempotency_key
 
 app = build_resolver()
@@ -78,6 +79,8 @@ def create_bank_account(
         ),
         guard=lambda: check_bank_account(client, company, connection, account),
         on_succeeded=created,
+        # A transient outcome settles `pending` with nextAttemptAt; the sweeper schedules the retries.
+        retry_planner=PolicyPlanner.from_settings(),
     )
     status, headers, body = answer(
         op,

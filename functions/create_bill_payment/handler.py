@@ -29,6 +29,7 @@ from billpay.models.requests import BillPaymentCreate
 from billpay.observability import logger
 from billpay.problems import validation_error
 from billpay.service.payment_guards import check_payment, note_payment_recorded
+from billpay.service.retry import PolicyPlanner
 from billpay.service.write_operation import Budget, WriteRequest, answer, execute_write, idempotency_key
 
 app = build_resolver()
@@ -98,6 +99,8 @@ def create_bill_payment(
         ),
         guard=lambda: check_payment(client, company, connection, bill, payment),
         on_succeeded=recorded,
+        # A transient outcome settles `pending` with nextAttemptAt; the sweeper schedules the retries.
+        retry_planner=PolicyPlanner.from_settings(),
     )
     status, headers, body = answer(
         op,

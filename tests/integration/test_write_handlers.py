@@ -2,7 +2,8 @@
 
 Faster and more direct than through the gateway (tests/integration/test_writes.py covers that path):
 these pin the handler glue — key header rules, status codes, problem bodies, Location, the sample
-events — and the interim rules of DESIGN §4, one row at a time.
+events — and the synchronous side of DESIGN §4, one row at a time (the retries themselves, through the
+sweeper and the retry worker, are tests/integration/test_retries.py).
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ def test_a_bad_body_never_reaches_codat(env: Any) -> None:
     assert env.payments() == []
 
 
-# -- outcomes (DESIGN §4), interim rules -------------------------------------------------------------------
+# -- outcomes (DESIGN §4): a transient outcome settles `pending` (202 + Location) for the sweeper ----------
 
 
 def test_a_codat_400_fails_with_422_and_the_operation(env: Any) -> None:
@@ -231,42 +232,44 @@ def test_codat_refusing_us_fails_with_502(env: Any, code: int) -> None:
     assert problem["operation"]["status"] == "failed"
 
 
-def test_a_429_releases_the_key_with_retry_after_and_a_retry_records_once(env: Any) -> None:
+def test_a_429_settles_pending_and_a_replay_answers_it_without_sending(env: Any) -> None:
     k = key()
     env.add_fault(method="POST", path=PAYMENT_PATH, fault="status", status=429, retryAfter=3, times=1)
-    status, headers, problem = pay(body(), k)
-    assert status == 503 and problem["type"].endswith("/problems/upstream-rate-limited")
-    assert headers.get("Retry-After") == "3" and "operation" not in problem
+    status, headers, envelope = pay(body(), k)
+    assert status == 202 and envelope["status"] == "pending" and envelope["attempts"] == 1
+    assert headers["Location"].endswith(f"/operations/{envelope['operationId']}")
     assert env.payments() == []
-    status, _, _ = pay(body(), k)
-    assert status == 201 and len(env.payments()) == 1
+    # The replay answers the current state from the claim's one read: nothing is sent (the retry is the
+    # sweeper's, not before Retry-After).
+    status, _, again = pay(body(), k)
+    assert status == 202 and again["operationId"] == envelope["operationId"]
+    assert env.payments() == []
 
 
 @pytest.mark.parametrize("code", [500, 502, 503])
-def test_a_5xx_may_have_been_applied_so_it_needs_review(env: Any, code: int) -> None:
+def test_a_5xx_is_transient_so_it_settles_pending(env: Any, code: int) -> None:
     k = key()
     env.add_fault(method="POST", path=PAYMENT_PATH, fault="status", status=code, times=1)
-    status, _, problem = pay(body(), k)
-    assert status == 502 and problem["type"].endswith("/problems/upstream-outcome-unknown")
-    assert problem["operation"]["status"] == "needs_review"
+    status, _, envelope = pay(body(), k)
+    assert status == 202 and envelope["status"] == "pending"
     status, _, again = pay(body(), k)  # a replay answers the same, and sends nothing
-    assert status == 502 and again["operation"] == problem["operation"]
+    assert status == 202 and again == envelope
     assert env.payments() == []
 
 
-def test_commit_then_5xx_needs_review_and_never_pays_twice(env: Any) -> None:
+def test_commit_then_5xx_is_pending_and_never_pays_twice(env: Any) -> None:
     k = key()
     env.add_fault(method="POST", path=PAYMENT_PATH, fault="commit-then-status", status=500, times=1)
-    status, _, problem = pay(body(), k)
-    assert status == 502 and problem["operation"]["status"] == "needs_review"
-    assert pay(body(), k)[0] == 502
+    status, _, envelope = pay(body(), k)
+    assert status == 202 and envelope["status"] == "pending"
+    assert pay(body(), k)[0] == 202
     assert len(env.payments()) == 1
 
 
-def test_a_409_from_codat_needs_review_in_the_interim(env: Any) -> None:
+def test_a_409_from_codat_is_in_progress_so_it_settles_pending(env: Any) -> None:
     env.add_fault(method="POST", path=PAYMENT_PATH, fault="status", status=409, times=1)
-    status, _, problem = pay(body(), key())
-    assert status == 502 and problem["operation"]["status"] == "needs_review"
+    status, _, envelope = pay(body(), key())
+    assert status == 202 and envelope["status"] == "pending"
 
 
 def test_a_422_from_codat_needs_review(env: Any) -> None:
