@@ -25,7 +25,7 @@ def keyed(key: str) -> dict[str, str]:
 def amount_due(codat: httpx.Client, bill_id: str = BILLS_GBP_OPEN[6]) -> float:
     token = None
     while True:
-        params = {"continuationToken": token} if token else {}
+        params: dict[str, str] = {"continuationToken": token} if token else {}
         page = codat.get(f"{GBP}/bills", params=params).json()
         for bill in page["results"]:
             if bill["id"] == bill_id:
@@ -234,7 +234,7 @@ def test_commit_faults_on_reads(codat: httpx.Client, sandbox) -> None:
         {"path": "/x", "fault": "timeout", "colour": "red"},
     ],
 )
-def test_malformed_faults_are_400(sandbox, spec: dict) -> None:
+def test_malformed_faults_are_400(sandbox, spec: dict[str, object]) -> None:
     response = httpx.post(f"{sandbox.url}/_sandbox/faults", json=spec)
     assert response.status_code == 400
     assert response.json()["validation"]["errors"]

@@ -18,7 +18,8 @@ PAY = f"{GBP}/bills/{BILLS_GBP_OPEN[4]}/payment"  # 625.00 due
 
 
 def body(amount: float = 10) -> bytes:
-    return f'{{"amount": {amount}, "date": "2026-11-25", "accountRef": {{"id": "{ACCOUNT_GBP_CURRENT}"}}}}'.encode()
+    account = f'{{"id": "{ACCOUNT_GBP_CURRENT}"}}'
+    return f'{{"amount": {amount}, "date": "2026-11-25", "accountRef": {account}}}'.encode()
 
 
 def keyed(key: str) -> dict[str, str]:

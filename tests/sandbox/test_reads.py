@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -32,9 +33,9 @@ GBP = f"/companies/{COMPANY_GBP_ID}/connections/{CONNECTION_GBP_ID}/payables"
 USD = f"/companies/{COMPANY_USD_ID}/connections/{CONNECTION_USD_ID}/payables"
 
 
-def _all_pages(codat: httpx.Client, path: str, key: str, **params: str) -> tuple[list[dict], int]:
+def _all_pages(codat: httpx.Client, path: str, key: str, **params: str) -> tuple[list[dict[str, Any]], int]:
     """Every item across continuation-token pages, and the number of pages."""
-    items: list[dict] = []
+    items: list[dict[str, Any]] = []
     pages = 0
     token: str | None = None
     while True:
@@ -159,13 +160,17 @@ def test_mapping_options_default_to_active_accounts_paged(codat: httpx.Client) -
 
 
 def test_mapping_options_status_query(codat: httpx.Client) -> None:
-    archived, _ = _all_pages(codat, f"{GBP}/mappingOptions/payments", "bankAccounts", statusQuery="status=Archived")
+    archived, _ = _all_pages(
+        codat, f"{GBP}/mappingOptions/payments", "bankAccounts", statusQuery="status=Archived"
+    )
     assert {a["id"] for a in archived} == {ACCOUNT_GBP_ARCHIVED, ACCOUNT_GBP_USD_ARCHIVED}
     everything, _ = _all_pages(
         codat, f"{GBP}/mappingOptions/payments", "bankAccounts", statusQuery="status=Active||status=Archived"
     )
     assert len(everything) == 8
-    active, _ = _all_pages(codat, f"{GBP}/mappingOptions/payments", "bankAccounts", statusQuery="status=Active")
+    active, _ = _all_pages(
+        codat, f"{GBP}/mappingOptions/payments", "bankAccounts", statusQuery="status=Active"
+    )
     assert len(active) == 6
 
 
@@ -204,7 +209,10 @@ def test_list_bills_query_with_or_and_and(codat: httpx.Client) -> None:
     none, _ = _all_pages(codat, f"{GBP}/bills", "results", query="status=Paid&&status=Void")
     assert none == []
     recent, _ = _all_pages(
-        codat, f"{GBP}/bills", "results", query="sourceModifiedDate>2023-12-15T00:00:00.000Z&&status=PartiallyPaid"
+        codat,
+        f"{GBP}/bills",
+        "results",
+        query="sourceModifiedDate>2023-12-15T00:00:00.000Z&&status=PartiallyPaid",
     )
     assert {b["status"] for b in recent} == {"PartiallyPaid"}
     future, _ = _all_pages(codat, f"{GBP}/bills", "results", query="sourceModifiedDate>2099-01-01T00:00:00Z")
@@ -219,7 +227,9 @@ def test_list_bills_bad_query_is_400(codat: httpx.Client, query: str) -> None:
 
 
 def test_bills_carry_what_the_guards_need(codat: httpx.Client) -> None:
-    bills, _ = _all_pages(codat, f"{USD}/bills", "results", query="status=Open||status=PartiallyPaid||status=Paid")
+    bills, _ = _all_pages(
+        codat, f"{USD}/bills", "results", query="status=Open||status=PartiallyPaid||status=Paid"
+    )
     by_id = {bill["id"]: bill for bill in bills}
     partial = by_id[seed.BILL_USD_EUR_PARTIAL]
     assert (partial["currency"], partial["amountDue"], partial["totalAmount"]) == ("EUR", 125, 500)

@@ -14,6 +14,7 @@ from local.sandbox.seed import (
     ACCOUNT_GBP_EUR,
     ACCOUNT_GBP_NO_CURRENCY,
     ACCOUNT_GBP_USD,
+    ACCOUNT_NOCCY_GBP,
     ACCOUNT_USD_CHECKING,
     BILL_GBP_DRAFT,
     BILL_GBP_JPY_OPEN,
@@ -24,6 +25,7 @@ from local.sandbox.seed import (
     BILL_GBP_VOID,
     BILL_GBP_XXX,
     BILLS_GBP_OPEN,
+    BILLS_NOCCY_OPEN,
     COMPANY_GBP_ID,
     COMPANY_NOCCY_ID,
     CONNECTION_GBP_ID,
@@ -86,8 +88,12 @@ def test_partial_then_full_payment_moves_the_bill(
     bill_id = BILLS_GBP_OPEN[0]  # 125.00 due
     first = payment(100.50, reference="pay-1")
     codat_openapi.validate_request("create-bill-payment", first)
-    response = codat.post(f"{GBP}/bills/{bill_id}/payment", content=f'{{"amount": 100.50, "date": "2026-11-25", '
-                          f'"reference": "pay-1", "accountRef": {{"id": "{ACCOUNT_GBP_CURRENT}"}}}}')  # fmt: skip
+    # Raw bytes, so the amount goes out as written (100.50), as our client sends it.
+    raw = (
+        f'{{"amount": 100.50, "date": "2026-11-25", "reference": "pay-1", '
+        f'"accountRef": {{"id": "{ACCOUNT_GBP_CURRENT}"}}}}'
+    )
+    response = codat.post(f"{GBP}/bills/{bill_id}/payment", content=raw)
     assert response.status_code == 201
     created = response.json()
     assert created["amount"] == 100.5
@@ -184,7 +190,8 @@ def test_unknown_currencies_are_not_the_ledgers_business(codat: httpx.Client) ->
         == 201
     )
     noccy = f"/companies/{COMPANY_NOCCY_ID}/connections/{CONNECTION_NOCCY_ID}/payables"
-    assert codat.post(f"{noccy}/bills/NOCCY-OPEN-01/payment", json=payment(1, "a3000000-0000-4000-8000-000000000001")).status_code == 201  # fmt: skip
+    noccy_payment = payment(1, ACCOUNT_NOCCY_GBP)
+    assert codat.post(f"{noccy}/bills/{BILLS_NOCCY_OPEN[0]}/payment", json=noccy_payment).status_code == 201
 
 
 def test_a_foreign_account_pays_a_bill_in_its_currency(codat: httpx.Client) -> None:
@@ -329,7 +336,8 @@ def test_malformed_bank_accounts_are_400(codat: httpx.Client, body: dict[str, An
 
 def test_bank_account_for_unknown_company_is_404(codat: httpx.Client) -> None:
     body = {"name": "A", "accountType": "Debit", "accountNumber": "1", "currency": "GBP"}
-    refusal(codat.post(f"/companies/{UNKNOWN_COMPANY_ID}/connections/{CONNECTION_GBP_ID}/payables/bankAccounts", json=body), 404)  # fmt: skip
+    path = f"/companies/{UNKNOWN_COMPANY_ID}/connections/{CONNECTION_GBP_ID}/payables/bankAccounts"
+    refusal(codat.post(path, json=body), 404)
 
 
 def test_reset_restores_the_seed(codat: httpx.Client, sandbox) -> None:
