@@ -29,8 +29,11 @@ from billpay.adapters.codat import (
     bank_accounts_path,
     bill_payment_path,
     error_details,
+    get_codat_client,
     parse_retry_after,
+    set_codat_client,
 )
+from billpay.config import reset_settings
 
 COMPANY = "3C5E8A1F-6B2D-4F4A-9E7C-0A1B2C3D4E51"
 CONNECTION = "7d2f9b4c-1e3a-4c5d-8b6f-0a1b2c3d4e52"
@@ -477,3 +480,17 @@ def test_neither_the_key_nor_account_numbers_are_ever_logged(captured_logs: list
         assert ACCOUNT_NUMBER not in text
     assert ACCOUNT_NUMBER not in repr(page)
     assert KEY not in repr(client)
+
+
+def test_the_container_client_is_built_once_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CODAT_API_KEY", KEY)
+    monkeypatch.delenv("CODAT_API_KEY_SECRET_ARN", raising=False)
+    monkeypatch.setenv("CODAT_BASE_URL", "http://127.0.0.1:9")
+    reset_settings()
+    set_codat_client(None)
+    try:
+        first = get_codat_client()
+        assert get_codat_client() is first  # one connection pool per container, reused
+    finally:
+        set_codat_client(None)
+        reset_settings()
