@@ -91,12 +91,20 @@ class Ledger:
         self._lock = threading.Lock()
         self._companies: dict[str, Company] = {}
         self._payments: list[Payment] = []
+        self._bills: dict[tuple[str, str], Bill] = {}  # (connection id, bill id): the large seed has 1,000s
         self.reset()
 
     def reset(self) -> None:
         companies = seed.build(self.seed_name)
+        bills = {
+            (connection.id, bill.id): bill
+            for company in companies
+            for connection in company.connections
+            for bill in connection.bills
+        }
         with self._lock:
             self._companies = {company.id: company for company in companies}
+            self._bills = bills
             self._payments = []
 
     # --- lookups (call with the lock held) ------------------------------------------------------------
@@ -220,7 +228,7 @@ class Ledger:
     ) -> JsonObject:
         with self._lock:
             company, connection = self._connection(company_id, connection_id)
-            bill = _find(connection.bills, lambda b: b.id == bill_id)
+            bill = self._bills.get((connection.id, bill_id))
             if bill is None:
                 raise CodatError(404, f"No data available for bill with ID {bill_id}")
             _check_payment(company, connection, bill, request)
