@@ -346,6 +346,8 @@ def test_every_function_has_an_errors_alarm(name: str) -> None:
 def test_api_functions_end_well_before_api_gateway_gives_up(name: str) -> None:
     props = merged_function(FUNCTIONS[name])
     assert props["Timeout"] < API_GATEWAY_TIMEOUT_SECONDS - 5
+    if name not in CODAT_CALLERS:
+        return
     # The synchronous upstream budget must fit inside the function's own deadline.
     budget = float(merged_environment(name)["BILLPAY_SYNC_BUDGET_SECONDS"])
     assert budget + 3 <= props["Timeout"]
