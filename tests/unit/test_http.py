@@ -66,7 +66,7 @@ def make_app() -> Any:
 
     @app.post("/things", responses=route_responses(201, "Created", WRITE_PROBLEMS))
     def create_thing(thing: Thing) -> dict[str, Any]:
-        return {"name": thing.name}
+        return {"name": thing.name, "amount": str(thing.amount)}
 
     return app
 
@@ -189,6 +189,13 @@ def test_an_unexpected_exception_is_a_500_without_internals() -> None:
     assert "hunter2" not in text
     assert "RuntimeError" not in text
     assert "Traceback" not in text
+
+
+def test_request_bodies_parse_numbers_exactly_never_through_a_float() -> None:
+    body = '{"name": "n", "amount": 10.0000000000000001}'
+    status, _, answer = call(make_app(), event("POST", "/things", body))
+    assert status == 200
+    assert answer["amount"] == "10.0000000000000001"
 
 
 def test_success_serializes_decimals_as_json_numbers() -> None:

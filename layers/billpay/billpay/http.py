@@ -155,9 +155,18 @@ class BillPayResolver(APIGatewayRestResolver):
         return schema
 
 
+def _loads_exact(body: str) -> Any:
+    """Parse a request body with every JSON number that has a fraction or exponent as a Decimal.
+
+    A binary float would round an amount such as 10.0000000000000001 to 10.0 before any validator saw
+    it, so a payment could be recorded for a different amount than the client wrote.
+    """
+    return json.loads(body, parse_float=Decimal)
+
+
 def build_resolver() -> BillPayResolver:
     """The resolver of every API function (one per Lambda; routes register on it)."""
-    app = BillPayResolver(enable_validation=True, serializer=dumps)
+    app = BillPayResolver(enable_validation=True, serializer=dumps, json_body_deserializer=_loads_exact)
     app.configure_openapi(title="Bill Pay Sync API", version=API_VERSION)
     # Looked up along the exception's MRO, so the specific handlers win over the catch-all.
     app.exception_handler(Problem)(_on_problem)
