@@ -12,6 +12,7 @@ import pytest
 
 from local.sandbox.idempotency import CachedResponse, IdempotencyCache, Verdict
 from local.sandbox.seed import ACCOUNT_GBP_CURRENT, BILLS_GBP_OPEN, COMPANY_GBP_ID, CONNECTION_GBP_ID
+from tests.fixtures.sandbox import Sandbox
 
 GBP = f"/companies/{COMPANY_GBP_ID}/connections/{CONNECTION_GBP_ID}/payables"
 PAY = f"{GBP}/bills/{BILLS_GBP_OPEN[4]}/payment"  # 625.00 due
@@ -24,6 +25,14 @@ def body(amount: float = 10) -> bytes:
 
 def keyed(key: str) -> dict[str, str]:
     return {"Idempotency-Key": key}
+
+
+def wait_until_taken(sandbox: Sandbox) -> None:
+    """Until the armed fault has been taken: the first request now holds the key (no sleep-and-hope)."""
+    deadline = time.monotonic() + 5
+    while sandbox.faults():
+        assert time.monotonic() < deadline, "the held request never arrived"
+        time.sleep(0.01)
 
 
 def test_same_key_same_body_is_replayed_byte_for_byte(codat: httpx.Client, sandbox) -> None:
@@ -100,7 +109,7 @@ def test_unkeyed_posts_are_each_applied(codat: httpx.Client, sandbox) -> None:
 
 
 def test_409_while_the_first_is_in_flight_then_the_replay(codat: httpx.Client, sandbox) -> None:
-    sandbox.add_fault(method="POST", path=PAY, fault="hold-then-commit", holdSeconds=0.6)
+    sandbox.add_fault(method="POST", path=PAY, fault="hold-then-commit", holdSeconds=1.0)
     key = str(uuid.uuid4())
     answers: dict[str, httpx.Response] = {}
 
@@ -109,7 +118,7 @@ def test_409_while_the_first_is_in_flight_then_the_replay(codat: httpx.Client, s
 
     thread = threading.Thread(target=first)
     thread.start()
-    time.sleep(0.2)
+    wait_until_taken(sandbox)
     during = codat.post(PAY, content=body(), headers=keyed(key))
     assert during.status_code == 409
     assert during.json()["statusCode"] == 409
