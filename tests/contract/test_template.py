@@ -41,19 +41,10 @@ ALLOWED_ACTIONS: dict[str, set[str]] = {
     "ListBankAccountsFunction": set(),
     # Reads one operation record.
     "GetOperationFunction": {"dynamodb:GetItem"},
-    # Claim (Put), replay read (Get), mark sent / settle (Update), release a refused claim (Delete).
-    "CreateBankAccountFunction": {
-        "dynamodb:GetItem",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem",
-    },
-    "CreateBillPaymentFunction": {
-        "dynamodb:GetItem",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem",
-    },
+    # Claim (Put), mark sent / settle (Update), release a refused claim (Delete); a replay is answered
+    # from the failed claim's ALL_OLD, so no GetItem.
+    "CreateBankAccountFunction": {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
+    "CreateBillPaymentFunction": {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
     # Re-reads and settles leased operations; consumes the retry queue.
     "RetryWorkerFunction": {
         "dynamodb:GetItem",
