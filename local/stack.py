@@ -289,4 +289,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    # Everything this process started is stopped by now; skipping the interpreter's finalization of
+    # moto's large module graph saves about a second on every stop.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -275,7 +275,9 @@ def routes_of(functions: dict[str, list[tuple[str, str]]]) -> list[Route]:
 def start_gateway(gateway: Gateway, host: str = "127.0.0.1", port: int = 0) -> GatewayHandle:
     """Bind, build the OpenAPI document (warming one worker per API function), then serve in a thread."""
     server = GatewayServer((host, port), gateway)
-    handle = GatewayHandle(server, gateway, threading.Thread(target=server.serve_forever, daemon=True))
+    # A short poll interval: shutdown() waits for the serving loop to notice.
+    serve = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    handle = GatewayHandle(server, gateway, serve)
     handle.thread.name = "gateway"
     handle.thread.start()
     gateway.build_openapi(handle.url)

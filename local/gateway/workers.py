@@ -115,8 +115,10 @@ class Worker:
         self._close_pipes()
 
     def stop(self, timeout: float = 3.0) -> None:
-        """Close its request pipe (the worker exits at EOF), then insist."""
+        """End the environment the way Lambda does: no goodbye, no interpreter finalization to wait for."""
         self._close_pipes()
+        if self.process.poll() is None:
+            self.process.terminate()
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -249,7 +251,7 @@ class FunctionPool:
             busy = self._all - set(idle)
             self._all.clear()
             self._lock.notify_all()
-        for worker in idle:
-            worker.stop()
         for worker in busy:
             worker.kill()
+        for worker in idle:
+            worker.stop()
