@@ -159,7 +159,15 @@ def execute_write(
                 "The request ran out of time before the write could be sent; nothing was sent.",
                 headers={"Retry-After": "1"},
             )
-        sent = store.transition(claim, sent_state(claim, clock()))
+        try:
+            sent = store.transition(claim, sent_state(claim, clock()))
+        except LeaseLost as lost:
+            if lost.current is None:
+                raise
+            # Someone else holds the record now (nothing was sent by us): answer from what it returned.
+            return replay(
+                lost.current, claim.request_hash, store=store, retry_planner=retry_planner, clock=clock
+            )
     except BaseException:
         _release_quietly(store, claim)
         raise
