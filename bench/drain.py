@@ -29,7 +29,7 @@ from local.sandbox.seed import ACCOUNT_GBP_CURRENT, BILLS_GBP_OPEN, COMPANY_GBP_
 
 NAME = "Retry drain after an outage (local stack, compressed timings)"
 
-N = int(os.environ.get("BILLPAY_BENCH_DRAIN_N", "60"))
+N = int(os.environ.get("BILLPAY_BENCH_DRAIN_N", "200"))
 SWEEP_INTERVAL = 0.5
 BASE_DELAY = 0.2
 MAX_DELAY = 2.0
@@ -103,7 +103,7 @@ def run() -> dict[str, Any]:
         with httpx.Client(timeout=30) as http:
             # Warm every pool (cold starts are not part of a drain), and measure one attempt's latency.
             warm: list[float] = []
-            for i in range(LOCAL_CONCURRENCY * 2):
+            for i in range(LOCAL_CONCURRENCY * 5):
                 t0 = time.perf_counter()
                 status, _ = _pay(http, api, 1000 + i)
                 warm.append(time.perf_counter() - t0)

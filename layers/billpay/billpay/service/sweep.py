@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -36,7 +37,10 @@ from billpay.observability import logger, metrics
 # Stop taking leases with this little time left: each lease must be handed to SQS before the deadline,
 # and what is left over is simply due at the next sweep.
 STOP_MARGIN_MILLIS: Final = 3000
-_SEND_BATCH: Final = 10
+_PARALLEL: Final = 8
+_CHUNK: Final = 40
+
+Tally = Literal["skipped", "contended", "errors", "leased", "ended_failed", "ended_needs_review"]
 
 
 @dataclass
@@ -49,6 +53,7 @@ class SweepReport:
     ended_needs_review: int = 0
     skipped: int = 0
     contended: int = 0
+    errors: int = 0
     stopped_early: bool = False
     needs_review_open: int = 0
     oldest_unfinished_seconds: float = 0.0
@@ -87,22 +92,22 @@ class Sweeper:
         report = SweepReport()
         now = self.clock()
         until = lease_until(now, remaining_millis())
-        outbox: list[RetryMessage] = []
-
-        for entry in self.index.due_pending(now):
-            if remaining_millis() < STOP_MARGIN_MILLIS:
-                report.stopped_early = True
-                logger.warning("sweep stopped early: deadline near; the rest is due at the next sweep")
-                break
-            report.due += 1
-            message = self._one(entry.operation_id, now, until, report)
-            if message is not None:
-                outbox.append(message)
-            if len(outbox) >= _SEND_BATCH:
-                self._send(outbox, report)
-                outbox = []
-        if outbox:
-            self._send(outbox, report)
+        chunk: list[str] = []
+        # Each candidate costs two round trips (read, conditional write); a few in parallel keep a sweep
+        # after an outage short. DynamoDB decides every race: the threads share nothing but the report.
+        with ThreadPoolExecutor(max_workers=_PARALLEL, thread_name_prefix="sweep") as pool:
+            for entry in self.index.due_pending(now):
+                if remaining_millis() < STOP_MARGIN_MILLIS:
+                    report.stopped_early = True
+                    logger.warning("sweep stopped early: deadline near; the rest is due at the next sweep")
+                    break
+                report.due += 1
+                chunk.append(entry.operation_id)
+                if len(chunk) >= _CHUNK:
+                    self._chunk(pool, chunk, now, until, report)
+                    chunk = []
+            if chunk:
+                self._chunk(pool, chunk, now, until, report)
 
         self._gauges(report, self.clock())
         metrics.add_metric(name="RetrySwept", unit=MetricUnit.Count, value=report.due)
@@ -118,13 +123,31 @@ class Sweeper:
 
     # -- one due candidate ----------------------------------------------------------------------------------
 
-    def _one(self, operation_id: str, now: float, until: float, report: SweepReport) -> RetryMessage | None:
+    def _chunk(
+        self, pool: ThreadPoolExecutor, ids: list[str], now: float, until: float, report: SweepReport
+    ) -> None:
+        outbox: list[RetryMessage] = []
+        for kind, message in pool.map(lambda op_id: self._guarded(op_id, now, until), ids):
+            setattr(report, kind, getattr(report, kind) + 1)
+            if message is not None:
+                outbox.append(message)
+        if outbox:
+            self._send(outbox, report)
+
+    def _guarded(self, operation_id: str, now: float, until: float) -> tuple[Tally, RetryMessage | None]:
+        try:
+            return self._one(operation_id, now, until)
+        except Exception:
+            # One operation's trouble (a throttled read, say) must not stop the sweep; it is due again.
+            logger.exception("sweep of one operation failed", extra={"operationId": operation_id})
+            return "errors", None
+
+    def _one(self, operation_id: str, now: float, until: float) -> tuple[Tally, RetryMessage | None]:
         log = {"operationId": operation_id}
         op = self.store.get(operation_id, consistent=True)
         if op is None or not _due_on_base_item(op, now):
             # Changed since the index saw it (settled, re-leased, rescheduled): nothing to do.
-            report.skipped += 1
-            return None
+            return "skipped", None
 
         token = self.new_token()
         if self.policy.window_closed(op.first_attempt_at or 0.0, now) or op.first_attempt_at is None:
@@ -132,12 +155,7 @@ class Sweeper:
             try:
                 self.store.transition(op, after, lease_expired_before=now)
             except LeaseLost:
-                report.contended += 1
-                return None
-            if after.status == "failed":
-                report.ended_failed += 1
-            else:
-                report.ended_needs_review += 1
+                return "contended", None
             logger.warning(
                 "retry window closed: operation ended",
                 extra={
@@ -147,18 +165,16 @@ class Sweeper:
                     "clearAttempts": op.clear_attempts,
                 },
             )
-            return None
+            return ("ended_failed" if after.status == "failed" else "ended_needs_review"), None
 
         try:
             self.store.take_lease(
                 op, holder="sweeper", token=token, lease_until=until, now=now, updated_at=iso_timestamp(now)
             )
         except LeaseLost:
-            report.contended += 1
-            return None
-        report.leased += 1
+            return "contended", None
         logger.info("lease taken for a retry", extra={**log, "attempts": op.attempts, "leaseUntil": until})
-        return RetryMessage(operation_id=op.operation_id, lease_token=token)
+        return "leased", RetryMessage(operation_id=op.operation_id, lease_token=token)
 
     def _send(self, outbox: list[RetryMessage], report: SweepReport) -> None:
         failed = self.queue.enqueue(outbox)
