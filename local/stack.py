@@ -139,7 +139,10 @@ def run(env: dict[str, str], *, on_ready: Callable[[dict[str, Any]], None] | Non
 
             codat_url = settings.external_codat_url
             if codat_url is None:
-                sandbox = start_sandbox(settings.host, settings.sandbox_port)
+                # Codat's own default page size, so a first `curl` shows whole lists; the tests set
+                # BILLPAY_SANDBOX_PAGE_SIZE small to make every client page.
+                page_size = int(os.environ.get("BILLPAY_SANDBOX_PAGE_SIZE", "100"))
+                sandbox = start_sandbox(settings.host, settings.sandbox_port, page_size=page_size)
                 cleanup.callback(sandbox.close)
                 codat_url = sandbox.url
 

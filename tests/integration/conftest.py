@@ -48,6 +48,8 @@ COMPRESSED: dict[str, str] = {
     # A message a worker crashed on comes back after 2 s instead of the queue's 540 s.
     "BILLPAY_LOCAL_VISIBILITY_TIMEOUT_SECONDS": "2",
     "BILLPAY_LOCAL_CONCURRENCY": "4",
+    # Small pages, so every list the tests read is paged (make run uses Codat's default of 100).
+    "BILLPAY_SANDBOX_PAGE_SIZE": "5",
 }
 _START_TIMEOUT_SECONDS = 90.0
 
