@@ -4,7 +4,8 @@
 `application/problem+json`:
 
 - `Problem` → its own status and members;
-- `RequestValidationError` (body, path, query) → 400 `validation-error` with an `errors` list;
+- `RequestValidationError` (body, path, query), or a body of an unsupported content type → 400
+  `validation-error` with an `errors` list;
 - an unknown route (`NotFoundError`) → 404 `not-found`;
 - Powertools' `ServiceError`s → their status, as a problem;
 - anything else → 500 `internal-error`, logged with its traceback, nothing of it in the answer.
@@ -25,7 +26,11 @@ from urllib.parse import quote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+    ValidationException,
+)
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
 
@@ -171,6 +176,11 @@ def build_resolver() -> BillPayResolver:
     # Looked up along the exception's MRO, so the specific handlers win over the catch-all.
     app.exception_handler(Problem)(_on_problem)
     app.exception_handler(RequestValidationError)(_on_invalid_request)
+    # A body of another content type than JSON, or not UTF-8, is bad input, never a 500 (found by the
+    # fuzzer): Powertools raises RequestUnsupportedContentType for most types, a bare ValueError for a
+    # multipart body it cannot split, and UnicodeDecodeError (a ValueError) for bytes that are not UTF-8.
+    app.exception_handler(RequestUnsupportedContentType)(_on_invalid_request)
+    app.exception_handler(ValueError)(lambda exc: _on_value_error(app, exc))
     app.exception_handler(NotFoundError)(_on_unknown_route)
     app.exception_handler(ServiceError)(_on_service_error)
     app.exception_handler(Exception)(_on_unexpected)
@@ -183,7 +193,7 @@ def _on_problem(problem: Problem) -> Response[str]:
     return problem_response(problem)
 
 
-def _on_invalid_request(exc: RequestValidationError) -> Response[str]:
+def _on_invalid_request(exc: ValidationException) -> Response[str]:
     errors = validation_errors(exc.errors())
     logger.info(
         "invalid request", extra={"problem": "validation-error", "fields": [e["field"] for e in errors]}
@@ -193,6 +203,32 @@ def _on_invalid_request(exc: RequestValidationError) -> Response[str]:
             400, "validation-error", "Invalid request", "The request does not match the API.", errors=errors
         )
     )
+
+
+def _on_value_error(app: APIGatewayRestResolver, exc: ValueError) -> Response[str]:
+    if isinstance(exc, UnicodeDecodeError):
+        # Only a body that is not UTF-8 gets here (Powertools decodes it before parsing the JSON).
+        return _on_invalid_request(
+            RequestValidationError(
+                [{"type": "json_invalid", "loc": ("body",), "msg": "The body is not UTF-8 encoded JSON"}]
+            )
+        )
+    content_type = str(app.current_event.headers.get("content-type") or "").strip()
+    if content_type and not content_type.lower().startswith("application/json"):
+        # Only the body parser sees a non-JSON body: a request that passed validation was JSON.
+        return _on_invalid_request(
+            RequestUnsupportedContentType(
+                "Unsupported content type",
+                errors=[
+                    {
+                        "type": "unsupported_content_type",
+                        "loc": ("body",),
+                        "msg": f"The body must be application/json, not {content_type.split(';')[0]}",
+                    }
+                ],
+            )
+        )
+    return _on_unexpected(exc)
 
 
 def _on_unknown_route(exc: NotFoundError) -> Response[str]:
