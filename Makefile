@@ -16,12 +16,14 @@ SAM       := $(SAM_VENV)/bin/sam
 SAM_ENV   := env SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH"
 ENV       ?= default
 
-.PHONY: help venv run test lint typecheck unit integration bench drill build validate deploy resolve clean sam-venv
+.PHONY: help venv run test lint typecheck unit integration bench drill openapi build validate deploy resolve clean sam-venv
 
 help:
 	@echo "make run    — start the whole system locally (API :3000, Codat sandbox :4100, AWS emulator :4566)"
 	@echo "make test   — lint, typecheck and the full test suite"
 	@echo "make bench  — benchmarks; writes bench/results.json and bench/RESULTS.md"
+	@echo "make drill [N=200] — exactly-once drill under random faults; writes bench/drill.json"
+	@echo "make openapi — regenerate docs/openapi.json from the handlers"
 	@echo "make build | validate | deploy — SAM build (python3.13/arm64, no Docker), lint the template, deploy"
 
 $(STAMP): requirements-dev.txt layers/billpay/requirements.txt
@@ -47,6 +49,15 @@ test: $(STAMP) lint typecheck
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# N payments (default 200), each sent 1-3 times, under random sandbox faults; fails on a duplicate or loss.
+N ?= 200
+drill: $(STAMP)
+	$(PY) -m local.drill --payments $(N)
+
+# docs/openapi.json from each API function's resolver (tests/contract/test_openapi_drift.py checks it).
+openapi: $(STAMP)
+	$(PY) -m local.openapi
 
 # A person's decision on a needs_review payment (docs/runbook.md). Local stack by default; a deployed
 # stack's table with TABLE=<OperationsTableName> and the usual AWS credentials/region in the environment.
