@@ -255,7 +255,7 @@ def run_drill(
     records = sandbox.get("/_sandbox/payments").json()
     api.close()
     sandbox.close()
-    return _report(
+    return build_report(
         payments,
         states,
         records,
@@ -287,7 +287,7 @@ def _operation_state(api: httpx.Client, payment: Payment) -> dict[str, Any] | No
     return None
 
 
-def _report(
+def build_report(
     payments: list[Payment],
     states: dict[int, dict[str, Any] | None],
     records: list[dict[str, Any]],
