@@ -18,7 +18,8 @@ from billpay.domain.operations import (
     new_lease_token,
     sent_state,
 )
-from billpay.domain.outcomes import abandoned_state, classify_exception, classify_response, settled_state
+from billpay.domain.outcomes import classify_exception, classify_response, settled_state
+from billpay.domain.retry_window import window_end_state
 
 pytestmark = pytest.mark.integration
 
@@ -214,6 +215,18 @@ def test_release_of_a_guarding_claim_cannot_delete_a_sent_record(store: Operatio
     assert store.get(claim.operation_id) is not None
 
 
+def test_release_never_deletes_a_sent_record_even_with_its_own_token(store: OperationStore) -> None:
+    # Once marked sent, a request may have reached Codat: the record is never deleted, whoever asks
+    # (DESIGN §3). Only a `guarding` claim is ever released.
+    claim = _claim()
+    store.claim(claim, NOW)
+    sent = store.transition(claim, sent_state(claim, NOW))
+    assert sent.lease_token == claim.lease_token
+    assert not store.release(sent)
+    stored = store.get(claim.operation_id)
+    assert stored is not None and stored.phase == "sent"
+
+
 def test_take_lease_only_once_the_lease_expired(store: OperationStore) -> None:
     claim = _claim()
     store.claim(claim, NOW)
@@ -234,15 +247,20 @@ def test_take_lease_only_once_the_lease_expired(store: OperationStore) -> None:
         )
 
 
-def test_abandoned_pending_becomes_needs_review_conditional_on_that_lease(store: OperationStore) -> None:
+def test_a_take_over_waits_for_the_lease_and_the_old_holders_late_settle_changes_nothing(
+    store: OperationStore,
+) -> None:
     claim = _claim()
     store.claim(claim, NOW)
     sent = store.transition(claim, sent_state(claim, NOW))
     assert sent.lease_until is not None
+    ended = window_end_state(sent, now=NOW + 1, token="t9", holder="sweeper")
     with pytest.raises(LeaseLost):  # the holder may still be running
-        store.transition(sent, abandoned_state(sent, NOW + 1, "t9"), lease_expired_before=NOW + 1)
+        store.transition(sent, ended, lease_expired_before=NOW + 1)
     later = sent.lease_until + 1
-    review = store.transition(sent, abandoned_state(sent, later, "t9"), lease_expired_before=later)
+    review = store.transition(
+        sent, window_end_state(sent, now=later, token="t9", holder="sweeper"), lease_expired_before=later
+    )
     assert review.status == "needs_review" and review.lease_token == "t9"
     with pytest.raises(LeaseLost) as lost:  # the original holder's late settle changes nothing
         store.transition(sent, sent.with_changes(status="succeeded", phase="settled"))

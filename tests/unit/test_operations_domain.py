@@ -242,7 +242,8 @@ def test_replay_decisions() -> None:
     assert in_progress.action == "in_progress" and in_progress.retry_after
     sent = claim.with_changes(phase="sent")
     assert decide_replay(sent, "h", 1001).action == "in_progress"
-    assert decide_replay(sent, "h", 2000).action == "expired_pending"
+    # The holder's lease expired: still `pending` (the sweeper recovers it), answered, never written.
+    assert decide_replay(sent, "h", 2000).action == "answer"
     worker = sent.with_changes(lease_holder="worker")
     assert decide_replay(worker, "h", 1001).action == "answer"
     waiting = sent.with_changes(lease_holder=None, lease_until=None, next_attempt_at=1500.0)

@@ -4,7 +4,7 @@ Three kinds of write, and nothing else:
 - `claim`: PutItem that creates the record (or takes over a `guarding` claim whose lease expired);
 - `transition`: UpdateItem from a state we read to the state we want, conditional on the lease token
   (and the phase and status we read), used for mark-sent, settle, lease-taking and review;
-- `release`: DeleteItem of a record through which nothing was applied, conditional on its token.
+- `release`: DeleteItem of a `guarding` claim (nothing was ever sent through it), conditional on its token.
 
 Every conditional write asks for ALL_OLD on failure. If the item it returns carries the token we were
 writing, the failure is our own write retried by the SDK after a lost answer: that counts as success.
@@ -342,18 +342,16 @@ class OperationStore:
         return after
 
     def release(self, op: Operation) -> bool:
-        """Delete a record through which nothing was applied upstream (a guarding claim, or a send that
-        never left / was rate-limited), so the same key can be used again. Conditional on our token and
-        the phase we hold it in. False when the record is no longer ours (it is then left alone).
-
-        Callers must be certain nothing was applied: once a request may have reached Codat, the record is
-        never deleted.
+        """Delete a `guarding` claim (every exit before the send), so the same key can be used again.
+        Conditional on our token and on the phase still being `guarding`: once a record is marked sent, a
+        request may have reached Codat and the record is never deleted, whatever `op` says. False when
+        the record is not (or no longer) ours to delete; it is then left alone.
         """
         try:
             self.client.delete_item(
                 TableName=self.table_name,
                 Key={"operationId": {"S": op.operation_id}},
-                ConditionExpression="#leaseToken = :token AND #phase = :phase AND #status = :pending",
+                ConditionExpression="#leaseToken = :token AND #phase = :guarding AND #status = :pending",
                 ExpressionAttributeNames={
                     "#leaseToken": "leaseToken",
                     "#phase": "phase",
@@ -361,14 +359,15 @@ class OperationStore:
                 },
                 ExpressionAttributeValues={
                     ":token": {"S": op.lease_token or ""},
-                    ":phase": {"S": op.phase},
+                    ":guarding": {"S": "guarding"},
                     ":pending": {"S": "pending"},
                 },
             )
         except ClientError as exc:
             if not _is_condition_failure(exc):
                 raise
-            # Either someone else holds it now, or our delete already ran and the SDK retried it.
+            # Someone else holds it now, it was marked sent, or our delete already ran and the SDK
+            # retried it.
             return False
         return True
 

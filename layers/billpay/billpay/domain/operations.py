@@ -357,7 +357,7 @@ def due_index(
 
 # -- replays ------------------------------------------------------------------------------------------------
 
-ReplayAction = Literal["reused", "in_progress", "answer", "expired_pending"]
+ReplayAction = Literal["reused", "in_progress", "answer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,9 +372,8 @@ def decide_replay(existing: Operation, request_hash: str, now: float) -> ReplayD
     - another body under the key → `reused` (422);
     - a live `sync` lease on an unfinished record → `in_progress` (409 + Retry-After): the first request
       is still executing and will answer itself;
-    - `pending` whose lease has expired and that no one will pick up → `expired_pending` (until the
-      sweeper exists the caller settles it `needs_review`);
-    - otherwise → `answer` the current state (`pending` → 202 even while a worker holds the lease).
+    - otherwise → `answer` the current state: `pending` → 202 even while a worker holds the lease, or
+      when a holder's lease expired (the sweeper finds it due and recovers it; a replay never writes).
     """
     if existing.request_hash != request_hash:
         return ReplayDecision("reused")
@@ -384,8 +383,6 @@ def decide_replay(existing: Operation, request_hash: str, now: float) -> ReplayD
         # The conditional claim reclaims an expired guarding record, so this is a lease that expired between
         # the two clocks' readings; the first request is as good as gone, but it is not ours to decide.
         return ReplayDecision("in_progress", retry_after=1)
-    if existing.status == "pending" and existing.lease_until is not None and not existing.lease_live(now):
-        return ReplayDecision("expired_pending")
     return ReplayDecision("answer")
 
 

@@ -291,25 +291,3 @@ def settled_state(op: Operation, outcome: Outcome, now: float, *, retry_at: floa
         due_at=due_at,
         updated_at=iso_timestamp(now),
     )
-
-
-def abandoned_state(op: Operation, now: float, token: str) -> Operation:
-    """A `pending` record whose holder's lease expired with no outcome settled: its attempt may have been
-    applied, so it ends `needs_review` (the interim rule until the sweeper recovers such records). Written
-    by a new holder, hence a new token."""
-    error = OUTCOME_UNKNOWN.to_error(
-        {"reason": "the attempt's holder stopped before its outcome was recorded (lease expired)"}
-    )
-    due_bucket, due_at = due_index("needs_review", "settled", lease_until=None, next_attempt_at=None, now=now)
-    return op.with_changes(
-        status="needs_review",
-        phase="settled",
-        lease_token=token,
-        lease_holder=None,
-        lease_until=None,
-        next_attempt_at=None,
-        error=error,
-        due_bucket=due_bucket,
-        due_at=due_at,
-        updated_at=iso_timestamp(now),
-    )

@@ -10,13 +10,13 @@ Money-safety rules enforced here:
 - every exit before the send deletes the claim, so the key can be used again;
 - once the HTTP client has the request, no exception leaves `send_and_settle`: the outcome is classified
   (an exception counts as "may be applied" unless the request provably never left) and settled;
-- a record is deleted after the send only when nothing was applied (interim rule, no retries exist);
+- a record marked sent is never deleted: a transient outcome settles `pending` with `nextAttemptAt`, and
+  the sweeper schedules the retries (DESIGN §4);
 - a replay answers from the one read of the claim: no guard, no lookup, no Codat call.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,7 +43,6 @@ from billpay.domain.operations import (
 from billpay.domain.outcomes import (
     UNAVAILABLE,
     Outcome,
-    abandoned_state,
     classify_exception,
     classify_response,
     settled_state,
@@ -65,10 +64,8 @@ class Sender(Protocol):
 
 
 class RetryPlanner(Protocol):
-    """When a transient outcome is next tried (epoch seconds), or None when the retry window has closed.
-
-    Given by the retry machinery (issue 10). Without one, the interim rules of DESIGN §4 apply.
-    """
+    """When a transient outcome is next tried (epoch seconds), or None when the retry window has closed
+    (the settle then ends the operation: `failed` only if every attempt taken was clear)."""
 
     def __call__(self, op: Operation, outcome: Outcome, now: float) -> float | None: ...
 
@@ -115,8 +112,8 @@ def execute_write(
     store: OperationStore,
     sender: Sender,
     budget: Budget,
+    retry_planner: RetryPlanner,
     guard: Callable[[], object] | None = None,
-    retry_planner: RetryPlanner | None = None,
     on_succeeded: Callable[[Operation], None] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Operation:
@@ -141,9 +138,7 @@ def execute_write(
     claimed = store.claim(claim, started)
     if not claimed.claimed:
         assert claimed.existing is not None
-        return replay(
-            claimed.existing, claim.request_hash, store=store, retry_planner=retry_planner, clock=clock
-        )
+        return replay(claimed.existing, claim.request_hash, clock=clock)
 
     log = {"operation_id": claim.operation_id, "kind": claim.kind}
     logger.info("operation claimed", extra=log)
@@ -165,9 +160,7 @@ def execute_write(
             if lost.current is None:
                 raise
             # Someone else holds the record now (nothing was sent by us): answer from what it returned.
-            return replay(
-                lost.current, claim.request_hash, store=store, retry_planner=retry_planner, clock=clock
-            )
+            return replay(lost.current, claim.request_hash, clock=clock)
     except BaseException:
         _release_quietly(store, claim)
         raise
@@ -180,15 +173,10 @@ def execute_write(
     return settled
 
 
-def replay(
-    existing: Operation,
-    hash_: str,
-    *,
-    store: OperationStore,
-    retry_planner: RetryPlanner | None,
-    clock: Callable[[], float] = time.time,
-) -> Operation:
-    """Answer a repeated key from the record read at the claim (DESIGN §3 step 1)."""
+def replay(existing: Operation, hash_: str, *, clock: Callable[[], float] = time.time) -> Operation:
+    """Answer a repeated key from the record read at the claim (DESIGN §3 step 1): no other request.
+
+    `pending` answers 202 whoever holds the lease, even one that expired: the sweeper recovers it."""
     now = clock()
     decision = decide_replay(existing, hash_, now)
     log = {"operation_id": existing.operation_id, "status": existing.status, "replay": decision.action}
@@ -208,16 +196,6 @@ def replay(
             "A request with this Idempotency-Key is still being processed; retry after the given time.",
             headers={"Retry-After": str(decision.retry_after or 1)},
         )
-    if decision.action == "expired_pending" and retry_planner is None:
-        # Interim rule (no sweeper yet): the holder died with the outcome unknown; a person must look.
-        try:
-            return store.transition(
-                existing, abandoned_state(existing, now, new_lease_token()), lease_expired_before=now
-            )
-        except LeaseLost as lost:
-            if lost.current is None:
-                raise
-            return lost.current
     return existing
 
 
@@ -245,14 +223,13 @@ def send_and_settle(
     op: Operation,
     *,
     timeout: float,
-    retry_planner: RetryPlanner | None,
+    retry_planner: RetryPlanner,
     clock: Callable[[], float] = time.time,
 ) -> Operation:
     """Send `op`'s stored request under its stored key, classify the outcome once, settle it.
 
     The caller holds `op`'s lease in phase `sent` and has counted this attempt in `attempts`. Returns the
-    state to answer with. Raises `Problem` only for the interim rule (no `retry_planner`): a transient
-    outcome through which nothing was applied deletes the record and answers 503 with Retry-After.
+    state to answer with; never raises an `Exception`.
     """
     outcome = attempt(sender, op, timeout=timeout, clock=clock)
     now = clock()
@@ -265,9 +242,7 @@ def send_and_settle(
     }
     logger.info("write attempt classified", extra=log)
 
-    if outcome.transient and retry_planner is None and outcome.nothing_applied:
-        return _interim_release(store, op, outcome)
-    retry_at = retry_planner(op, outcome, now) if outcome.transient and retry_planner is not None else None
+    retry_at = retry_planner(op, outcome, now) if outcome.transient else None
     after = settled_state(op, outcome, now, retry_at=retry_at)
     try:
         return store.transition(op, after)
@@ -278,27 +253,6 @@ def send_and_settle(
         # The record stays `sent` with our lease: it is due when the lease expires, and is recovered then.
         logger.exception("settle failed; the operation stays pending", extra=log)
         return op
-
-
-def _interim_release(store: OperationStore, op: Operation, outcome: Outcome) -> Operation:
-    """Nothing was applied upstream and nothing will retry: free the key and say when to come back."""
-    retry_after = max(1, math.ceil(outcome.retry_after or 1))
-    try:
-        released = store.release(op)
-    except Exception:
-        logger.exception("could not release an unapplied write", extra={"operation_id": op.operation_id})
-        released = False
-    if not released:
-        return op  # still `sent` and ours: answered as pending, recovered when its lease expires
-    spec = outcome.on_give_up()
-    raise Problem(
-        spec.status,
-        spec.type,
-        spec.title,
-        f"{spec.detail} Retry with the same Idempotency-Key.",
-        upstream=outcome.upstream or None,
-        headers={"Retry-After": str(retry_after)},
-    )
 
 
 def _release_quietly(store: OperationStore, claim: Operation) -> None:
