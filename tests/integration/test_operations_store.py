@@ -20,6 +20,7 @@ from billpay.domain.operations import (
 )
 from billpay.domain.outcomes import classify_exception, classify_response, settled_state
 from billpay.domain.retry_window import window_end_state
+from billpay.service.write_operation import send_and_settle
 
 pytestmark = pytest.mark.integration
 
@@ -278,3 +279,43 @@ def test_large_results_are_stored_capped_with_their_hash(store: OperationStore) 
     assert stored is not None and stored.result is not None
     assert stored.result.truncated and stored.result.size == len(body)
     assert len(stored.result.text.encode()) == STORED_BODY_LIMIT_BYTES
+
+
+# -- the send path: nothing escapes once the request may have left -------------------------------------------
+
+
+class _Answer:
+    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
+class _Sender:
+    def __init__(self, answer: _Answer) -> None:
+        self.answer = answer
+        self.sent = 0
+
+    def post_keyed(self, path: str, body: bytes, idempotency_key: str, timeout: float) -> _Answer:
+        self.sent += 1
+        return self.answer
+
+
+def _broken_planner(op: Operation, outcome: Any, now: float) -> float | None:
+    raise RuntimeError("the planner broke")
+
+
+def test_a_planner_that_raises_after_the_send_still_settles_pending_and_due(store: OperationStore) -> None:
+    claim = _claim()
+    store.claim(claim, NOW)
+    sent = store.transition(claim, sent_state(claim, NOW))
+    sender = _Sender(_Answer(429, b'{"statusCode":429,"correlationId":"c-1"}', {"Retry-After": "7"}))
+    settled = send_and_settle(
+        store, sender, sent, timeout=1.0, retry_planner=_broken_planner, clock=lambda: NOW + 1
+    )
+    assert sender.sent == 1
+    stored = store.get(claim.operation_id)
+    # The outcome is recorded (nothing applied, its correlation id), never ended for want of a schedule:
+    # due again no sooner than Retry-After, and the lease-taker re-checks the window then.
+    assert stored == settled
+    assert (stored.status, stored.phase, stored.clear_attempts) == ("pending", "sent", 1)
+    assert stored.correlation_ids == ("c-1",)
+    assert stored.next_attempt_at == NOW + 1 + 7 and stored.due_bucket == DUE_BUCKET_PENDING

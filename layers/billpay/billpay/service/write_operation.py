@@ -232,7 +232,6 @@ def send_and_settle(
     state to answer with; never raises an `Exception`.
     """
     outcome = attempt(sender, op, timeout=timeout, clock=clock)
-    now = clock()
     log = {
         "operation_id": op.operation_id,
         "outcome": outcome.cls,
@@ -240,19 +239,32 @@ def send_and_settle(
         "correlation_id": outcome.correlation_id,
         "attempts": op.attempts,
     }
-    logger.info("write attempt classified", extra=log)
-
-    retry_at = retry_planner(op, outcome, now) if outcome.transient else None
-    after = settled_state(op, outcome, now, retry_at=retry_at)
     try:
+        logger.info("write attempt classified", extra=log)
+        now = clock()
+        after = settled_state(op, outcome, now, retry_at=_next_attempt(retry_planner, op, outcome, now))
         return store.transition(op, after)
     except LeaseLost as lost:
         logger.warning("settle found the record changed", extra=log)
         return lost.current if lost.current is not None else op
     except Exception:
-        # The record stays `sent` with our lease: it is due when the lease expires, and is recovered then.
+        # The record stays `sent` with our lease: it is due when the lease expires, and is recovered then
+        # (this attempt, counted but never settled, can then only end the operation `needs_review`).
         logger.exception("settle failed; the operation stays pending", extra=log)
         return op
+
+
+def _next_attempt(planner: RetryPlanner, op: Operation, outcome: Outcome, now: float) -> float | None:
+    """When a transient outcome is retried. A planner that fails must not end the operation, nor lose this
+    attempt's outcome: it is then due at once (never before Retry-After), and the lease-taker re-checks
+    the window."""
+    if not outcome.transient:
+        return None
+    try:
+        return planner(op, outcome, now)
+    except Exception:
+        logger.exception("retry planner failed; due again at once", extra={"operation_id": op.operation_id})
+        return now + (outcome.retry_after or 0.0)
 
 
 def _release_quietly(store: OperationStore, claim: Operation) -> None:
