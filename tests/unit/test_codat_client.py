@@ -284,6 +284,14 @@ def test_an_unexpected_success_body_is_unavailable_not_a_crash() -> None:
     with pytest.raises(CodatUnavailableError):
         make_client(lambda r: httpx.Response(200, json={"results": "nope"})).list_bills(COMPANY, CONNECTION)
 
+    # Nested deeper than the JSON decoder recurses: still a typed upstream fault, never a crash (500).
+    deep = "[" * 50_000
+    with pytest.raises(CodatUnavailableError):
+        make_client(lambda r: httpx.Response(200, text=deep)).list_bills(COMPANY, CONNECTION)
+    with pytest.raises(CodatUnavailableError) as exc:
+        make_client(lambda r: httpx.Response(502, text=deep)).list_bills(COMPANY, CONNECTION)
+    assert exc.value.upstream == {}
+
 
 # -------------------------------------------------------------------------------------------- retries
 

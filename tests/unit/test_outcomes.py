@@ -208,6 +208,26 @@ def test_the_send_path_sends_the_stored_bytes_under_the_stored_key() -> None:
     assert seen[0].url.path == op.upstream_request.path
 
 
+# A body nested deeper than Python's JSON decoder can recurse (well under the 64 KB kept): not JSON to us.
+_TOO_DEEP = b"[" * 50_000
+
+
+def test_a_2xx_whose_body_is_too_deep_to_parse_succeeds_with_the_raw_body_through_the_send_path() -> None:
+    # Applied is applied: a body we cannot parse must not turn the answer into doubt (a retry, a review).
+    def nested(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(201, stream=httpx.ByteStream(_TOO_DEEP))
+
+    outcome = attempt(_client(nested), _sent(), timeout=1.0)
+    assert (outcome.cls, outcome.end) == ("applied", "succeeded")
+    assert outcome.body is not None and outcome.body.text.encode() == _TOO_DEEP
+    assert outcome.body.json() is None
+
+
+def test_a_refusal_whose_body_is_too_deep_to_parse_is_still_a_refusal() -> None:
+    outcome = classify(400, _TOO_DEEP)
+    assert (outcome.cls, outcome.end, outcome.correlation_id) == ("refused", "failed", None)
+
+
 def test_a_read_timeout_through_the_send_path_may_be_applied() -> None:
     def slow(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("no answer", request=request)

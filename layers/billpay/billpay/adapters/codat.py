@@ -218,7 +218,7 @@ def error_details(body: bytes) -> dict[str, Any]:
     try:
         parsed = json.loads(body)
         message = ErrorMessage.model_validate(parsed)
-    except (ValueError, ValidationError):
+    except (ValueError, ValidationError, RecursionError):  # too deep to decode: not an ErrorMessage
         return {}
     details: dict[str, Any] = {}
     if message.status_code is not None:
@@ -392,7 +392,7 @@ class CodatClient:
         body = self._get(path, params, operation, self.deadline() if deadline is None else deadline)
         try:
             return model.model_validate(parse_json(body) if decimals else json.loads(body))
-        except (ValueError, ValidationError) as exc:
+        except (ValueError, ValidationError, RecursionError) as exc:
             # Not Codat's documented shape: treat as a fault upstream, without echoing the body.
             raise CodatUnavailableError(
                 f"{operation}: unexpected response body ({type(exc).__name__})"

@@ -226,7 +226,7 @@ class StoredBody:
             return None
         try:
             return json.loads(self.text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep for the decoder
             return None
 
     def to_dict(self) -> dict[str, Any]:

@@ -136,7 +136,7 @@ def _codat_error(body: bytes) -> dict[str, Any]:
     """Codat's `ErrorMessage` fields we report (`statusCode`, `error`, `correlationId`), when present."""
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to decode, so not Codat's
         return {}
     if not isinstance(doc, dict):
         return {}
