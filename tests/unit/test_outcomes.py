@@ -24,6 +24,8 @@ from billpay.domain.outcomes import (
     parse_retry_after,
     settled_state,
 )
+from billpay.domain.retry_window import window_end_state
+from billpay.models.operations import envelope
 from billpay.service.write_operation import attempt
 
 NOW = 1_800_000_000.0
@@ -299,3 +301,27 @@ def test_correlation_ids_accumulate_once_each() -> None:
     op = _settle(classify(503, _error(503, "c-1")), retry_at=NOW + 5)
     op = _settle(classify(503, _error(503, "c-1"), earlier=op.correlation_ids), op=op)
     assert op.correlation_ids == ("c-1",) and op.status == "needs_review"
+
+
+# -- the window's end answers with what the attempts actually met ------------------------------------------
+
+
+def test_a_window_that_closed_after_only_unopened_connections_fails_unavailable_not_rate_limited() -> None:
+    never_left = classify_exception(httpx.ConnectError("refused", request=_request()))
+    op = _settle(never_left, retry_at=NOW + 5)
+    ended = window_end_state(op, now=NOW + 3600, token="t2", holder="sweeper")
+    assert ended.status == "failed" and ended.error is not None
+    assert (ended.error["type"], ended.error["status"]) == ("upstream-unavailable", 503)
+
+
+def test_a_window_that_closed_rate_limited_fails_503_with_codats_last_words() -> None:
+    op = _settle(classify(429, _error(429, "c-429"), headers={"Retry-After": "5"}), retry_at=NOW + 5)
+    ended = window_end_state(op, now=NOW + 3600, token="t2", holder="sweeper")
+    assert ended.status == "failed" and ended.error is not None
+    assert (ended.error["type"], ended.error["status"]) == ("upstream-rate-limited", 503)
+    assert ended.error["upstream"] == {"statusCode": 429, "error": "nope", "correlationId": "c-429"}
+
+
+def test_a_pending_record_never_shows_its_provisional_answer() -> None:
+    op = _settle(classify(429, _error(429)), retry_at=NOW + 5)
+    assert envelope(op, "https://x")["error"] is None

@@ -250,7 +250,8 @@ _MAX_CORRELATION_IDS: Final = 50
 def settled_state(op: Operation, outcome: Outcome, now: float, *, retry_at: float | None) -> Operation:
     """The record after one attempt ended with `outcome` (the settle write, DESIGN §3 step 4).
 
-    A transient outcome with `retry_at` stays `pending` in phase `sent`, listed as due at `retry_at`; with
+    A transient outcome with `retry_at` stays `pending` in phase `sent`, listed as due at `retry_at`, its
+    would-be answer kept in `error` for the window's end (`retry_window.window_end_state`); with
     no `retry_at` (the window closed, or no retries exist yet) it ends: `failed` only if every attempt taken
     was settled as nothing-applied, else `needs_review`. The lease is given up (holder and deadline removed)
     but its token is kept, so our own write retried by the SDK is still recognised.
@@ -268,6 +269,9 @@ def settled_state(op: Operation, outcome: Outcome, now: float, *, retry_at: floa
         status, error = outcome.end, outcome.error()
     elif retry_at is not None:
         status = "pending"
+        # Kept (never shown while pending) so the lease-taker that ends the operation at the window's
+        # close answers with what the attempts met: rate-limited or unreachable, and Codat's last words.
+        error = outcome.error(outcome.on_give_up())
     else:
         ending = end_status(attempts=max(op.attempts, 1), clear_attempts=clear)
         status = ending
