@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import logging
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +25,7 @@ from billpay.domain.operations import (
 )
 from billpay.domain.outcomes import classify_exception, classify_response, settled_state
 from billpay.domain.retry_window import window_end_state
-from billpay.service.write_operation import send_and_settle
+from billpay.service.write_operation import Budget, WriteRequest, execute_write, send_and_settle
 
 pytestmark = pytest.mark.integration
 
@@ -319,3 +324,47 @@ def test_a_planner_that_raises_after_the_send_still_settles_pending_and_due(stor
     assert (stored.status, stored.phase, stored.clear_attempts) == ("pending", "sent", 1)
     assert stored.correlation_ids == ("c-1",)
     assert stored.next_attempt_at == NOW + 1 + 7 and stored.due_bucket == DUE_BUCKET_PENDING
+
+
+@contextlib.contextmanager
+def _logged() -> Iterator[list[dict[str, Any]]]:
+    """Every JSON line the layer's logger writes meanwhile, formatted as in Lambda (appended keys too)."""
+    from billpay.observability import logger  # noqa: PLC0415
+
+    sink = io.StringIO()
+    handler = logging.StreamHandler(sink)
+    handler.setFormatter(logger.registered_formatter)
+    logger._logger.addHandler(handler)  # Powertools has no public way to add a sink
+    lines: list[dict[str, Any]] = []
+    try:
+        yield lines
+    finally:
+        logger._logger.removeHandler(handler)
+    lines.extend(json.loads(line) for line in sink.getvalue().splitlines())
+
+
+def test_one_log_key_follows_an_operation_from_request_to_end_state(store: OperationStore) -> None:
+    # The retry worker logs under `operationId`; the synchronous path must too, on every line it writes.
+    request = WriteRequest(
+        kind="billPayment",
+        route="create-bill-payment",
+        caller_arn="arn:aws:sts::123456789012:assumed-role/app/session-1",
+        path_params=("c", "k", str(uuid.uuid4())),
+        client_key="log-key",
+        canonical_body={"amount": 10},
+        upstream=UpstreamRequest("POST", "/companies/x/payment", b'{"amount":10}'),
+    )
+    sender = _Sender(_Answer(503, b'{"statusCode":503,"correlationId":"c-5"}'))
+    budget = Budget(lambda: 20_000, 10.0, 5.0)
+
+    def planner(op: Operation, outcome: Any, now: float) -> float:
+        return now + 5
+
+    with _logged() as captured:
+        first = execute_write(request, store=store, sender=sender, budget=budget, retry_planner=planner)
+        execute_write(request, store=store, sender=sender, budget=budget, retry_planner=planner)
+    messages = {line["message"] for line in captured}
+    assert {"operation claimed", "write attempt classified", "operation replayed"} <= messages
+    for line in captured:
+        assert line.get("operationId") == first.operation_id, line
+        assert "operation_id" not in line, line

@@ -121,12 +121,47 @@ def execute_write(
     `Problem` for answers without an operation (reused key, in progress, guard refusal, nothing sent).
 
     `guard` runs after the claim and raises `Problem` to refuse; `on_succeeded` runs once, only when this
-    call's own send succeeded (never on a replay), e.g. to keep a container's lookup cache in step."""
-    started = clock()
+    call's own send succeeded (never on a replay), e.g. to keep a container's lookup cache in step.
+
+    Every line logged meanwhile carries `operationId`, the key the retry worker and the sweeper log under,
+    so one key follows an operation from its request to its end state."""
     scope = scope_of(request)
+    op_id = operation_id(scope, request.client_key)
+    logger.append_keys(operationId=op_id)
+    try:
+        return _execute_write(
+            request,
+            scope,
+            op_id,
+            store=store,
+            sender=sender,
+            budget=budget,
+            retry_planner=retry_planner,
+            guard=guard,
+            on_succeeded=on_succeeded,
+            clock=clock,
+        )
+    finally:
+        logger.remove_keys(["operationId"])
+
+
+def _execute_write(
+    request: WriteRequest,
+    scope: str,
+    op_id: str,
+    *,
+    store: OperationStore,
+    sender: Sender,
+    budget: Budget,
+    retry_planner: RetryPlanner,
+    guard: Callable[[], object] | None,
+    on_succeeded: Callable[[Operation], None] | None,
+    clock: Callable[[], float],
+) -> Operation:
+    started = clock()
     token = new_lease_token()
     claim = new_claim(
-        operation_id=operation_id(scope, request.client_key),
+        operation_id=op_id,
         kind=request.kind,
         request_hash=request_hash(request.canonical_body),
         upstream_key=upstream_key(scope, request.client_key),
@@ -140,8 +175,7 @@ def execute_write(
         assert claimed.existing is not None
         return replay(claimed.existing, claim.request_hash, clock=clock)
 
-    log = {"operation_id": claim.operation_id, "kind": claim.kind}
-    logger.info("operation claimed", extra=log)
+    logger.info("operation claimed", extra={"kind": claim.kind})
     try:
         if guard is not None:
             guard()
@@ -169,7 +203,7 @@ def execute_write(
         try:
             on_succeeded(settled)
         except Exception:
-            logger.exception("after-success hook failed", extra={"operation_id": settled.operation_id})
+            logger.exception("after-success hook failed")
     return settled
 
 
@@ -179,8 +213,10 @@ def replay(existing: Operation, hash_: str, *, clock: Callable[[], float] = time
     `pending` answers 202 whoever holds the lease, even one that expired: the sweeper recovers it."""
     now = clock()
     decision = decide_replay(existing, hash_, now)
-    log = {"operation_id": existing.operation_id, "status": existing.status, "replay": decision.action}
-    logger.info("operation replayed", extra=log)
+    logger.info(
+        "operation replayed",
+        extra={"operationId": existing.operation_id, "status": existing.status, "replay": decision.action},
+    )
     if decision.action == "reused":
         raise Problem(
             422,
@@ -233,10 +269,10 @@ def send_and_settle(
     """
     outcome = attempt(sender, op, timeout=timeout, clock=clock)
     log = {
-        "operation_id": op.operation_id,
+        "operationId": op.operation_id,
         "outcome": outcome.cls,
-        "upstream_status": outcome.upstream_status,
-        "correlation_id": outcome.correlation_id,
+        "upstreamStatus": outcome.upstream_status,
+        "correlationId": outcome.correlation_id,
         "attempts": op.attempts,
     }
     try:
@@ -263,7 +299,7 @@ def _next_attempt(planner: RetryPlanner, op: Operation, outcome: Outcome, now: f
     try:
         return planner(op, outcome, now)
     except Exception:
-        logger.exception("retry planner failed; due again at once", extra={"operation_id": op.operation_id})
+        logger.exception("retry planner failed; due again at once", extra={"operationId": op.operation_id})
         return now + (outcome.retry_after or 0.0)
 
 
@@ -272,7 +308,7 @@ def _release_quietly(store: OperationStore, claim: Operation) -> None:
         store.release(claim)
     except Exception:
         # The claim expires anyway (lease, then a 1-day TTL): the key is reusable once the lease is over.
-        logger.exception("could not release a claim", extra={"operation_id": claim.operation_id})
+        logger.exception("could not release a claim", extra={"operationId": claim.operation_id})
 
 
 # -- the answer ----------------------------------------------------------------------------------------------
