@@ -314,3 +314,28 @@ def test_resolve_needs_review_only_and_records_the_decision(env: dict[str, Any])
     assert SweepIndex(env["store"]).open_reviews() == 0
     with pytest.raises(ResolveRefused):  # already resolved
         resolve(env["store"], review.operation_id, "failed", "again", by="ana")
+
+
+def test_a_worker_that_cannot_build_its_client_takes_nothing_and_lets_sqs_redeliver(
+    env: dict[str, Any],
+) -> None:
+    # Nothing can have been sent, so no attempt may be counted: an attempt counted but never settled
+    # would count as may-be-applied and could turn a clean `failed` into a `needs_review`.
+    op = _pending(env["store"])
+    _sweeper(env).sweep(remaining_millis=PLENTY)
+    [message] = _messages(env)
+
+    def no_client() -> Any:
+        raise RuntimeError("settings or secret unavailable")
+
+    worker = RetryWorker(
+        store=env["store"],
+        sender=no_client,
+        planner=PolicyPlanner(POLICY),
+        upstream_timeout=5,
+        clock=lambda: NOW + 1,
+    )
+    with pytest.raises(RuntimeError):
+        worker.process_message(message.to_body(), remaining_millis=PLENTY)
+    stored = env["store"].get(op.operation_id)
+    assert (stored.attempts, stored.lease_token, stored.lease_holder) == (1, message.lease_token, "sweeper")

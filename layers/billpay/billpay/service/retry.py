@@ -167,6 +167,9 @@ class RetryWorker:
             logger.warning("too little time left for an attempt: message left to the sweeper")
             return Processed("no_time")
 
+        # Built before the lease is taken: a client that cannot be built raises while nothing is counted
+        # (SQS redelivers), instead of an attempt counted, never sent, and then taken as may-be-applied.
+        sender = self.sender
         holding = op.with_changes(
             attempts=op.attempts + 1,
             lease_token=token,
@@ -186,7 +189,7 @@ class RetryWorker:
         logger.info("retry attempt", extra={"attempts": held.attempts, "leaseUntil": held.lease_until})
         try:
             settled = send_and_settle(
-                self.store, self.sender, held, timeout=timeout, retry_planner=self.planner, clock=self.clock
+                self.store, sender, held, timeout=timeout, retry_planner=self.planner, clock=self.clock
             )
         except Exception:
             logger.exception("retry attempt failed unexpectedly; due again when its lease expires")
