@@ -251,3 +251,14 @@ def test_replay_decisions() -> None:
     done = sent.with_changes(status="succeeded", phase="settled", lease_holder=None, lease_until=None)
     assert decide_replay(done, "h", 1001).action == "answer"
     assert decide_replay(done, "other", 1001).action == "reused"
+
+
+def test_a_body_that_is_not_utf8_is_still_stored_within_the_cap() -> None:
+    # Each invalid byte decodes to U+FFFD (3 bytes in UTF-8): the cap holds for what is stored.
+    raw = bytes([0xFF]) * (STORED_BODY_LIMIT_BYTES + 10)
+    stored = StoredBody.of(raw)
+    assert len(stored.text.encode("utf-8")) <= STORED_BODY_LIMIT_BYTES
+    assert stored.truncated and stored.size == len(raw)
+    assert stored.sha256 == hashlib.sha256(raw).hexdigest()
+    small = StoredBody.of(bytes([0xFF]) * 100)
+    assert small.text == "\ufffd" * 100 and not small.truncated

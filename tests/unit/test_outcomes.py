@@ -325,3 +325,4 @@ def test_a_window_that_closed_rate_limited_fails_503_with_codats_last_words() ->
 def test_a_pending_record_never_shows_its_provisional_answer() -> None:
     op = _settle(classify(429, _error(429)), retry_at=NOW + 5)
     assert envelope(op, "https://x")["error"] is None
+    assert op.error is not None and "rawBody" not in op.error  # bodies are kept with end states only

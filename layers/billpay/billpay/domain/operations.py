@@ -211,13 +211,18 @@ class StoredBody:
 
     @classmethod
     def of(cls, raw: bytes) -> StoredBody:
-        kept = raw[:STORED_BODY_LIMIT_BYTES]
+        # A cut can split a UTF-8 sequence; `replace` keeps what is stored valid text. Each byte it replaces
+        # grows to three (U+FFFD), so the cap is applied again to the text as stored.
+        text = raw[:STORED_BODY_LIMIT_BYTES].decode("utf-8", errors="replace")
+        encoded = text.encode("utf-8")
+        cut = len(encoded) > STORED_BODY_LIMIT_BYTES
+        if cut:
+            text = encoded[:STORED_BODY_LIMIT_BYTES].decode("utf-8", errors="ignore")
         return cls(
-            # A cut can split a UTF-8 sequence; `replace` keeps what is stored valid text.
-            text=kept.decode("utf-8", errors="replace"),
+            text=text,
             sha256=hashlib.sha256(raw).hexdigest(),
             size=len(raw),
-            truncated=len(raw) > STORED_BODY_LIMIT_BYTES,
+            truncated=cut or len(raw) > STORED_BODY_LIMIT_BYTES,
         )
 
     def json(self) -> Any | None:

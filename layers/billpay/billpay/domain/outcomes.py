@@ -276,7 +276,8 @@ def settled_state(op: Operation, outcome: Outcome, now: float, *, retry_at: floa
         ending = end_status(attempts=max(op.attempts, 1), clear_attempts=clear)
         status = ending
         error = outcome.error(outcome.on_give_up() if ending == "failed" else OUTCOME_UNKNOWN)
-    if error is not None and outcome.body is not None and outcome.upstream_status is not None:
+    # The raw body is kept with an end state only: a pending record carries just its would-be answer.
+    if status != "pending" and error is not None and outcome.body and outcome.upstream_status is not None:
         error["rawBody"] = outcome.body.to_dict()
     phase: Phase = "sent" if status == "pending" else "settled"
     next_attempt_at = retry_at if status == "pending" else None
