@@ -84,7 +84,7 @@ GUARDS = [
         BILL_GBP_PARTIAL,
         payment(amount=250.01),
         "amount-exceeds-due",
-        payment(250),
+        payment(amount=250),
     ),
 ]
 
