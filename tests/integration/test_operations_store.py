@@ -21,11 +21,12 @@ from billpay.domain.operations import (
     lease_until,
     new_claim,
     new_lease_token,
+    operation_id,
     sent_state,
 )
 from billpay.domain.outcomes import classify_exception, classify_response, settled_state
 from billpay.domain.retry_window import window_end_state
-from billpay.service.write_operation import Budget, WriteRequest, execute_write, send_and_settle
+from billpay.service.write_operation import Budget, WriteRequest, execute_write, scope_of, send_and_settle
 
 pytestmark = pytest.mark.integration
 
@@ -368,3 +369,43 @@ def test_one_log_key_follows_an_operation_from_request_to_end_state(store: Opera
     for line in captured:
         assert line.get("operationId") == first.operation_id, line
         assert "operation_id" not in line, line
+
+
+def test_a_codat_key_that_cannot_be_fetched_before_the_send_releases_the_claim(store: OperationStore) -> None:
+    # Nothing was sent: the claim is released (the key may be resent) instead of a record left
+    # `pending` with an attempt that counts as may-be-applied.
+    import httpx  # noqa: PLC0415
+    from billpay.adapters.codat import CodatClient  # noqa: PLC0415
+
+    def no_key() -> str:
+        raise RuntimeError("Secrets Manager unavailable")
+
+    def never(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("nothing may be sent without a key")
+
+    client = CodatClient(
+        base_url="https://codat.test",
+        api_key=no_key,
+        timeout_seconds=2,
+        connect_timeout_seconds=1,
+        budget_seconds=5,
+        transport=httpx.MockTransport(never),
+    )
+    request = WriteRequest(
+        kind="bankAccount",
+        route="create-bank-account",
+        caller_arn="arn:aws:iam::123456789012:user/app",
+        path_params=("c", str(uuid.uuid4())),
+        client_key="no-key",
+        canonical_body={"name": "x"},
+        upstream=UpstreamRequest("POST", "/companies/x/bankAccounts", b'{"name":"x"}'),
+    )
+    with pytest.raises(RuntimeError):
+        execute_write(
+            request,
+            store=store,
+            sender=client,
+            budget=Budget(lambda: 20_000, 10.0, 5.0),
+            retry_planner=lambda op, outcome, now: now + 5,
+        )
+    assert store.get(operation_id(scope_of(request), "no-key")) is None

@@ -339,3 +339,41 @@ def test_a_worker_that_cannot_build_its_client_takes_nothing_and_lets_sqs_redeli
         worker.process_message(message.to_body(), remaining_millis=PLENTY)
     stored = env["store"].get(op.operation_id)
     assert (stored.attempts, stored.lease_token, stored.lease_holder) == (1, message.lease_token, "sweeper")
+
+
+def test_a_worker_whose_codat_key_cannot_be_fetched_takes_nothing_and_lets_sqs_redeliver(
+    env: dict[str, Any],
+) -> None:
+    # A cold container fetches the key on first use; if Secrets Manager fails, nothing was sent, so the
+    # attempt must not be counted (it would count as may-be-applied).
+    import httpx  # noqa: PLC0415
+    from billpay.adapters.codat import CodatClient  # noqa: PLC0415
+
+    def no_key() -> str:
+        raise RuntimeError("Secrets Manager unavailable")
+
+    def never(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("nothing may be sent without a key")
+
+    client = CodatClient(
+        base_url="https://codat.test",
+        api_key=no_key,
+        timeout_seconds=2,
+        connect_timeout_seconds=1,
+        budget_seconds=5,
+        transport=httpx.MockTransport(never),
+    )
+    op = _pending(env["store"])
+    _sweeper(env).sweep(remaining_millis=PLENTY)
+    [message] = _messages(env)
+    worker = RetryWorker(
+        store=env["store"],
+        sender=client,
+        planner=PolicyPlanner(POLICY),
+        upstream_timeout=5,
+        clock=lambda: NOW + 1,
+    )
+    with pytest.raises(RuntimeError):
+        worker.process_message(message.to_body(), remaining_millis=PLENTY)
+    stored = env["store"].get(op.operation_id)
+    assert (stored.attempts, stored.lease_token) == (1, message.lease_token)

@@ -339,6 +339,12 @@ class CodatClient:
 
     # --------------------------------------------------------------------------------------- writes
 
+    def prepare(self) -> None:
+        """Fetch what a write needs before it may be counted (the key, on first use): a failure here
+        raises while nothing has been sent or counted, rather than inside `post_keyed`, where any
+        exception counts as "may be applied"."""
+        self._authorization()
+
     def post_keyed(self, path: str, body: bytes, idempotency_key: str, timeout: float) -> UpstreamResponse:
         """One POST of exact bytes under Codat's `Idempotency-Key`. No retry, no classification:
         httpx exceptions propagate so the caller can tell a request that never left from one that did."""

@@ -32,7 +32,7 @@ from billpay.domain.outcomes import Outcome
 from billpay.domain.retry_policy import RetryPolicy, UniformSource
 from billpay.domain.retry_window import window_end_state
 from billpay.observability import logger, metrics
-from billpay.service.write_operation import Sender, send_and_settle
+from billpay.service.write_operation import Sender, prepare_sender, send_and_settle
 
 # Kept back from the worker's remaining time for the settle write (DynamoDB) after the send.
 SETTLE_RESERVE_SECONDS: Final = 2.0
@@ -167,9 +167,11 @@ class RetryWorker:
             logger.warning("too little time left for an attempt: message left to the sweeper")
             return Processed("no_time")
 
-        # Built before the lease is taken: a client that cannot be built raises while nothing is counted
-        # (SQS redelivers), instead of an attempt counted, never sent, and then taken as may-be-applied.
+        # Built (and its key fetched) before the lease is taken: a client that cannot be built raises while
+        # nothing is counted (SQS redelivers), instead of an attempt counted, never sent, and then taken
+        # as may-be-applied.
         sender = self.sender
+        prepare_sender(sender)
         holding = op.with_changes(
             attempts=op.attempts + 1,
             lease_token=token,

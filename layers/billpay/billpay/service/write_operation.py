@@ -63,6 +63,13 @@ class Sender(Protocol):
     def post_keyed(self, path: str, body: bytes, idempotency_key: str, timeout: float) -> Any: ...
 
 
+def prepare_sender(sender: Sender) -> None:
+    """Let a sender fetch what it needs (e.g. the Codat key) before an attempt is counted, if it can."""
+    prepare = getattr(sender, "prepare", None)
+    if callable(prepare):
+        prepare()
+
+
 class RetryPlanner(Protocol):
     """When a transient outcome is next tried (epoch seconds), or None when the retry window has closed
     (the settle then ends the operation: `failed` only if every attempt taken was clear)."""
@@ -179,6 +186,7 @@ def _execute_write(
     try:
         if guard is not None:
             guard()
+        prepare_sender(sender)  # e.g. the Codat key: a failure here is still an exit before the send
         timeout = budget.send_timeout(started, clock())
         if timeout < MIN_SEND_SECONDS:
             raise Problem(
