@@ -87,9 +87,11 @@ def fuzz_stack() -> Iterator[Stack]:
         )
         assert answer.status_code == 201, answer.text
         _known_operations.append(answer.json()["operationId"])
-        # A few transient upstream answers, so pending operations (202 + Location) are answered too.
-        running.arm_fault(path="*/payment", fault="status", status=503, times=3)
-        running.arm_fault(path="*/payment", fault="status", status=429, retry_after=1, times=2)
+        # A few transient upstream answers, so pending operations (202 + Location) are answered too —
+        # for the USD company's bills only, so GBP payments answer 201 however fast the retries run.
+        usd_bills = "*/bills/USD-OPEN-*/payment"
+        running.arm_fault(path=usd_bills, fault="status", status=503, times=3)
+        running.arm_fault(path=usd_bills, fault="status", status=429, retry_after=1, times=2)
         yield running
 
 
