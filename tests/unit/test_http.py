@@ -198,6 +198,13 @@ def test_request_bodies_parse_numbers_exactly_never_through_a_float() -> None:
     assert answer["amount"] == "10.0000000000000001"
 
 
+@pytest.mark.parametrize("body", ["[" * 100_000, '{"name": ' * 50_000])
+def test_a_body_nested_too_deep_is_a_400_not_a_500(body: str) -> None:
+    status, _, answer = call(make_app(), event("POST", "/things", body))
+    assert status == 400
+    assert answer["type"] == f"{TYPE_BASE}/problems/validation-error"
+
+
 def test_success_serializes_decimals_as_json_numbers() -> None:
     status, _, body = call(make_app(), event("GET", "/things/a"))
     assert status == 200

@@ -166,7 +166,12 @@ def _loads_exact(body: str) -> Any:
     A binary float would round an amount such as 10.0000000000000001 to 10.0 before any validator saw
     it, so a payment could be recorded for a different amount than the client wrote.
     """
-    return json.loads(body, parse_float=Decimal)
+    try:
+        return json.loads(body, parse_float=Decimal)
+    except RecursionError as exc:
+        # Nesting deeper than the interpreter's stack is bad input like any other broken JSON: the
+        # validation middleware answers a JSONDecodeError with 400, never a 500.
+        raise json.JSONDecodeError("JSON nested too deeply", body, 0) from exc
 
 
 def build_resolver() -> BillPayResolver:
