@@ -15,17 +15,14 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from billpay.adapters.codat import bank_accounts_path, get_codat_client
-from billpay.adapters.operations_dynamodb import operation_store
-from billpay.config import get_settings
 from billpay.domain.operations import KIND_BANK_ACCOUNT, ROUTE_CREATE_BANK_ACCOUNT, Operation, UpstreamRequest
-from billpay.http import WRITE_PROBLEMS, build_resolver, operation_location, route_responses
+from billpay.http import WRITE_PROBLEMS, build_resolver, route_responses
 from billpay.models.codat import UUID_PATTERN, BankAccount
 from billpay.models.operations import OperationEnvelope
 from billpay.models.requests import BankAccountCreate
 from billpay.observability import logger
 from billpay.service.payment_guards import check_bank_account, note_bank_account_created
-from billpay.service.retry import PolicyPlanner
-from billpay.service.write_operation import Budget, WriteRequest, answer, execute_write, idempotency_key
+from billpay.write_route import run_write, write_request
 
 app = build_resolver()
 
@@ -48,17 +45,13 @@ def create_bank_account(
     connectionId: Annotated[str, Path(pattern=UUID_PATTERN, description="Codat connection id (UUID)")],
     account: Annotated[BankAccountCreate, Body()],
 ) -> Response[OperationEnvelope]:
-    event = app.current_event
-    key = idempotency_key(event.headers)
     company, connection = companyId.lower(), connectionId.lower()
-    settings = get_settings()
     client = get_codat_client()
-    request = WriteRequest(
+    request = write_request(
+        app,
         kind=KIND_BANK_ACCOUNT,
         route=ROUTE_CREATE_BANK_ACCOUNT,
-        caller_arn=event.request_context.identity.user_arn,
         path_params=(company, connection),
-        client_key=key,
         canonical_body=account.canonical(),
         upstream=UpstreamRequest("POST", bank_accounts_path(company, connection), account.to_upstream_json()),
     )
@@ -68,26 +61,13 @@ def create_bank_account(
         if isinstance(parsed, dict):
             note_bank_account_created(company, connection, BankAccount.model_validate(parsed))
 
-    op = execute_write(
+    return run_write(
+        app,
         request,
-        store=operation_store(settings.table_name),
-        sender=client,
-        budget=Budget(
-            app.lambda_context.get_remaining_time_in_millis,
-            settings.sync_budget_seconds,
-            settings.upstream_timeout_seconds,
-        ),
+        client=client,
         guard=lambda: check_bank_account(client, company, connection, account),
         on_succeeded=created,
-        # A transient outcome settles `pending` with nextAttemptAt; the sweeper schedules the retries.
-        retry_planner=PolicyPlanner.from_settings(),
     )
-    status, headers, body = answer(
-        op,
-        location=operation_location(event.raw_event, op.operation_id),
-        type_base=settings.problem_type_base,
-    )
-    return Response(status, "application/json", OperationEnvelope.model_validate(body), headers)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -19,18 +19,15 @@ from billpay.adapters.codat import (
     get_codat_client,
     validate_bill_id,
 )
-from billpay.adapters.operations_dynamodb import operation_store
-from billpay.config import get_settings
 from billpay.domain.operations import KIND_BILL_PAYMENT, ROUTE_CREATE_BILL_PAYMENT, Operation, UpstreamRequest
-from billpay.http import WRITE_PROBLEMS, build_resolver, operation_location, route_responses
+from billpay.http import WRITE_PROBLEMS, build_resolver, route_responses
 from billpay.models.codat import UUID_PATTERN
 from billpay.models.operations import OperationEnvelope
 from billpay.models.requests import BillPaymentCreate
 from billpay.observability import logger
 from billpay.problems import validation_error
 from billpay.service.payment_guards import check_payment, note_payment_recorded
-from billpay.service.retry import PolicyPlanner
-from billpay.service.write_operation import Budget, WriteRequest, answer, execute_write, idempotency_key
+from billpay.write_route import run_write, write_request
 
 app = build_resolver()
 
@@ -59,11 +56,9 @@ def create_bill_payment(
     billId: Annotated[str, Path(min_length=1, max_length=1024, description="Codat bill id")],
     payment: Annotated[BillPaymentCreate, Body()],
 ) -> Response[OperationEnvelope]:
-    event = app.current_event
-    key = idempotency_key(event.headers)
     company, connection = companyId.lower(), connectionId.lower()
     # API Gateway hands over the decoded path parameter; the route match only sees the encoded path.
-    bill = (event.path_parameters or {}).get("billId", billId)
+    bill = (app.current_event.path_parameters or {}).get("billId", billId)
     try:
         validate_bill_id(bill)
         path = bill_payment_path(company, connection, bill)
@@ -73,14 +68,12 @@ def create_bill_payment(
             [{"location": "path", "field": "billId", "message": str(exc), "type": "value_error"}],
         ) from None
 
-    settings = get_settings()
     client = get_codat_client()
-    request = WriteRequest(
+    request = write_request(
+        app,
         kind=KIND_BILL_PAYMENT,
         route=ROUTE_CREATE_BILL_PAYMENT,
-        caller_arn=event.request_context.identity.user_arn,
         path_params=(company, connection, bill),
-        client_key=key,
         canonical_body=payment.canonical(),
         upstream=UpstreamRequest("POST", path, payment.to_upstream_json()),
     )
@@ -88,26 +81,13 @@ def create_bill_payment(
     def recorded(_: Operation) -> None:
         note_payment_recorded(company, connection, bill, payment.amount)
 
-    op = execute_write(
+    return run_write(
+        app,
         request,
-        store=operation_store(settings.table_name),
-        sender=client,
-        budget=Budget(
-            app.lambda_context.get_remaining_time_in_millis,
-            settings.sync_budget_seconds,
-            settings.upstream_timeout_seconds,
-        ),
+        client=client,
         guard=lambda: check_payment(client, company, connection, bill, payment),
         on_succeeded=recorded,
-        # A transient outcome settles `pending` with nextAttemptAt; the sweeper schedules the retries.
-        retry_planner=PolicyPlanner.from_settings(),
     )
-    status, headers, body = answer(
-        op,
-        location=operation_location(event.raw_event, op.operation_id),
-        type_base=settings.problem_type_base,
-    )
-    return Response(status, "application/json", OperationEnvelope.model_validate(body), headers)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

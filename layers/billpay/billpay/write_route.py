@@ -1,0 +1,77 @@
+"""The HTTP side of a write, shared by every write route: build the `WriteRequest` from the event, run
+the write flow with this container's store, client, budget and retry policy, and answer with the
+operation envelope (201 / 202 + Location) or its problem.
+
+The write handlers stay AWS glue: they validate their own path and body, then call `write_request` and
+`run_write` with their guard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+
+from billpay.adapters.codat import CodatClient
+from billpay.adapters.operations_dynamodb import operation_store
+from billpay.config import get_settings
+from billpay.domain.operations import Kind, Operation, UpstreamRequest
+from billpay.http import operation_location
+from billpay.models.operations import OperationEnvelope
+from billpay.service.retry import PolicyPlanner
+from billpay.service.write_operation import Budget, WriteRequest, answer, execute_write, idempotency_key
+
+
+def write_request(
+    app: APIGatewayRestResolver,
+    *,
+    kind: Kind,
+    route: str,
+    path_params: Sequence[str],
+    canonical_body: dict[str, Any],
+    upstream: UpstreamRequest,
+) -> WriteRequest:
+    """The write as the current request asks for it (raises the 400 for a missing or bad key)."""
+    event = app.current_event
+    return WriteRequest(
+        kind=kind,
+        route=route,
+        caller_arn=event.request_context.identity.user_arn,
+        path_params=path_params,
+        client_key=idempotency_key(event.headers),
+        canonical_body=canonical_body,
+        upstream=upstream,
+    )
+
+
+def run_write(
+    app: APIGatewayRestResolver,
+    request: WriteRequest,
+    *,
+    client: CodatClient,
+    guard: Callable[[], object],
+    on_succeeded: Callable[[Operation], None],
+) -> Response[OperationEnvelope]:
+    """Claim, guard, send and settle (`execute_write`), then answer per DESIGN §2's table."""
+    settings = get_settings()
+    op = execute_write(
+        request,
+        store=operation_store(settings.table_name),
+        sender=client,
+        budget=Budget(
+            app.lambda_context.get_remaining_time_in_millis,
+            settings.sync_budget_seconds,
+            settings.upstream_timeout_seconds,
+        ),
+        guard=guard,
+        on_succeeded=on_succeeded,
+        # A transient outcome settles `pending` with nextAttemptAt; the sweeper schedules the retries.
+        retry_planner=PolicyPlanner.from_settings(),
+    )
+    status, headers, body = answer(
+        op,
+        location=operation_location(app.current_event.raw_event, op.operation_id),
+        type_base=settings.problem_type_base,
+    )
+    return Response(status, "application/json", OperationEnvelope.model_validate(body), headers)
