@@ -22,7 +22,7 @@ from billpay.models.operations import OperationEnvelope
 from billpay.models.requests import BankAccountCreate
 from billpay.observability import logger
 from billpay.service.payment_guards import check_bank_account, note_bank_account_created
-from billpay.write_route import run_write, write_request
+from billpay.write_route import IdempotencyKeyHeader, run_write, write_request
 
 app = build_resolver()
 
@@ -44,6 +44,7 @@ def create_bank_account(
     companyId: Annotated[str, Path(pattern=UUID_PATTERN, description="Codat company id (UUID)")],
     connectionId: Annotated[str, Path(pattern=UUID_PATTERN, description="Codat connection id (UUID)")],
     account: Annotated[BankAccountCreate, Body()],
+    idempotency_key_header: IdempotencyKeyHeader = None,
 ) -> Response[OperationEnvelope]:
     company, connection = companyId.lower(), connectionId.lower()
     client = get_codat_client()

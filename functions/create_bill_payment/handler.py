@@ -27,7 +27,7 @@ from billpay.models.requests import BillPaymentCreate
 from billpay.observability import logger
 from billpay.problems import validation_error
 from billpay.service.payment_guards import check_payment, note_payment_recorded
-from billpay.write_route import run_write, write_request
+from billpay.write_route import IdempotencyKeyHeader, run_write, write_request
 
 app = build_resolver()
 
@@ -55,6 +55,7 @@ def create_bill_payment(
     connectionId: Annotated[str, Path(pattern=UUID_PATTERN, description="Codat connection id (UUID)")],
     billId: Annotated[str, Path(min_length=1, max_length=1024, description="Codat bill id")],
     payment: Annotated[BillPaymentCreate, Body()],
+    idempotency_key_header: IdempotencyKeyHeader = None,
 ) -> Response[OperationEnvelope]:
     company, connection = companyId.lower(), connectionId.lower()
     # API Gateway hands over the decoded path parameter; the route match only sees the encoded path.

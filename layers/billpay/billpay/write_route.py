@@ -9,9 +9,10 @@ The write handlers stay AWS glue: they validate their own path and body, then ca
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Header
 
 from billpay.adapters.codat import CodatClient
 from billpay.adapters.operations_dynamodb import operation_store
@@ -21,6 +22,20 @@ from billpay.http import operation_location
 from billpay.models.operations import OperationEnvelope
 from billpay.service.retry import PolicyPlanner
 from billpay.service.write_operation import Budget, WriteRequest, answer, execute_write, idempotency_key
+
+# Declared so the OpenAPI document shows it; the value is read (and refused) by `idempotency_key`, which
+# answers a missing key with its own 400 `idempotency-key-missing` rather than a generic validation error.
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description=(
+            "Required on every POST: one value per intended write (1-255 visible ASCII characters), "
+            "reused unchanged on every retry of it. Missing: 400 idempotency-key-missing; the same key "
+            "with another body: 422 idempotency-key-reused; while the first is in flight: 409."
+        ),
+    ),
+]
 
 
 def write_request(
