@@ -48,7 +48,7 @@ test: $(STAMP) lint typecheck
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) -m bench
+	PYTHONPATH=layers/billpay $(PY) -m bench $(SECTIONS)
 
 # N payments (default 200), each sent 1-3 times, under random sandbox faults; fails on a duplicate or loss.
 N ?= 200

@@ -46,6 +46,10 @@ def main() -> int:
         "sections": {},
     }
     sections: dict[str, object] = {}
+    previous = HERE / "results.json"
+    if only and previous.exists():
+        # A partial run (`make bench SECTIONS="writes drain"`) refreshes those sections and keeps the rest.
+        sections.update(json.loads(previous.read_text()).get("sections", {}))
     for module_name in SECTIONS:
         short = module_name.rsplit(".", 1)[1]
         if only and short not in only:
