@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 from typing import Any, Generic, Literal, TypeVar
 
 from billpay.adapters.codat import (
@@ -482,17 +483,18 @@ def check_payment(
     """
     cache = lookup_cache() if cache is None else cache
     deadline = default_lookup_deadline(client) if deadline is None else deadline
-    key = connection_key(company_id, connection_id)
-    lookups = _lookups(
+    look_up = partial(
+        _lookups,
         client,
         cache,
-        key,
+        connection_key(company_id, connection_id),
         company_id,
         connection_id,
         account_id=request.account_ref.id,
         bill_id=bill_id,
         deadline=deadline,
     )
+    lookups = look_up()
     reads = lookups.upstream_reads
     facts = _facts(lookups)
     refusal = first_refusal(request, facts, bill_id=bill_id)
@@ -503,17 +505,7 @@ def check_payment(
             "re-checking a refusal on fresh data",
             extra={"problem": refusal.type, "cached": sorted(lookups.cached)},
         )
-        lookups = _lookups(
-            client,
-            cache,
-            key,
-            company_id,
-            connection_id,
-            account_id=request.account_ref.id,
-            bill_id=bill_id,
-            deadline=deadline,
-            bypass=lookups.cached,
-        )
+        lookups = look_up(bypass=lookups.cached)
         reads += lookups.upstream_reads
         rechecked = True
         facts = _facts(lookups)
