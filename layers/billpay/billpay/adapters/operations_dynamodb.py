@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
+# Imported at load, not on first use: every function that imports this adapter writes operations on its
+# first invocation anyway, and Lambda's init phase (with its CPU boost) is the cheaper place to pay for it.
+import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -213,8 +216,6 @@ def dynamodb_client() -> DynamoDBClient:
     with _client_lock:
         client = _clients.get("default")
         if client is None:
-            import boto3  # noqa: PLC0415 - deferred: importing boto3 costs cold-start time only where it is used
-
             client = boto3.client("dynamodb", config=_CLIENT_CONFIG)
             _clients["default"] = client
         return client
