@@ -1,4 +1,4 @@
-"""Writes: requests per payment, and the latency a payment adds over Codat itself.
+"""Writes: requests per payment (synchronous and queued paths), the latency a payment adds over Codat.
 
 1. Requests, counted on the wire, in-process: the payment handler's `lambda_handler` against moto in
    server mode (tables from template.yaml) and the Codat sandbox. DynamoDB requests are counted with a
@@ -6,7 +6,14 @@
    with an httpx request hook on the one Codat client.
    - first-time payment (DESIGN §3's aim: 3 = claim, mark sent, settle), replay (aim: 1 = the claim);
    - Codat requests per payment on a warm container (aim: 1 = the write; the guards' lookups cached),
-     and on a cold one (the lookups it had to make).
+     and on a cold one (the lookups it had to make);
+   - the queued path: a payment whose first attempt meets a 503 (answered 202 `pending`), then one sweep
+     (the sweeper's `lambda_handler`) and one retry-worker invocation (its `lambda_handler`, with the SQS
+     event built from the message the sweep enqueued) — DynamoDB requests by operation for each share,
+     SQS requests (the sweeper's SendMessageBatch; the ReceiveMessage/DeleteMessageBatch are the event
+     source mapping's, done here by the bench the way local/poller.py does them), Codat requests (aim: 2).
+     The sweep's index page (Query) is shared by every operation it returns and its two gauge Queries by
+     the whole sweep: they are reported apart from the per-payment requests.
 2. Latency through the local stack (`python -m local.stack`: gateway → handler worker process → moto →
    sandbox), warm: p50/p99 of a first-time payment beside the same POST sent straight to the sandbox with a
    fresh GUID key; the difference at p50 is our overhead (aim: ≤ 15 ms).
@@ -21,14 +28,14 @@ import os
 import statistics
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-NAME = "Writes: DynamoDB and Codat requests per payment, warm latency over Codat"
+NAME = "Writes: DynamoDB, SQS and Codat requests per payment (synchronous, queued), warm latency over Codat"
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = int(os.environ.get("BILLPAY_BENCH_WRITE_SAMPLES", "200"))
 WARMUP = 20
@@ -74,6 +81,16 @@ def _target(request: Any) -> str:
     return target.decode() if isinstance(target, bytes) else str(target)
 
 
+def _query_purpose(request: Any) -> str:
+    """Tell the sweep's Queries apart: the due page (`dueAt <=`), the review count, the oldest pending."""
+    body = request.body.decode() if isinstance(request.body, bytes) else str(request.body or "")
+    if '"Select": "COUNT"' in body:
+        return "Query(gauge: needs_review count)"
+    if '"#d"' in body:
+        return "Query(due index page)"
+    return "Query(gauge: oldest pending)"
+
+
 def _request_counts() -> dict[str, Any]:
     from local.emulator import FAKE_CREDENTIALS, create_resources, start_emulator  # noqa: PLC0415
     from local.sandbox.seed import ACCOUNT_GBP_CURRENT, BILLS_GBP_OPEN  # noqa: PLC0415
@@ -93,6 +110,9 @@ def _request_counts() -> dict[str, Any]:
             "CODAT_BASE_URL": sandbox.url,
             "CODAT_API_KEY": "local-sandbox-key",
             "POWERTOOLS_LOG_LEVEL": "WARNING",
+            # Short backoff so the queued payment is due at once; the request counts do not depend on it.
+            "BILLPAY_RETRY_BASE_DELAY_SECONDS": "0.05",
+            "BILLPAY_RETRY_MAX_DELAY_SECONDS": "0.1",
         }
         with _environment(env):
             os.environ.pop("CODAT_API_KEY_SECRET_ARN", None)
@@ -106,7 +126,10 @@ def _request_counts() -> dict[str, Any]:
             dynamo: list[str] = []
             codat: list[str] = []
             dynamodb_client().meta.events.register(
-                "before-send.dynamodb", lambda request, **_: dynamo.append(_target(request))
+                "before-send.dynamodb",
+                lambda request, **_: dynamo.append(
+                    _query_purpose(request) if _target(request).endswith(".Query") else _target(request)
+                ),
             )
             get_codat_client()._http.event_hooks["request"].append(
                 lambda request: codat.append(f"{request.method} {request.url.path}")
@@ -141,9 +164,16 @@ def _request_counts() -> dict[str, Any]:
                 handler_ms.append((time.perf_counter() - started) * 1000)
             handler_ms = handler_ms[WARMUP:]
             timings = timings[-180:]
-
-        def ops(calls: list[str]) -> list[str]:
-            return [c.rsplit(".", 1)[-1] for c in calls]
+            queued = _queued_path(
+                run,
+                dynamo,
+                codat,
+                sandbox.url,
+                emulator.url,
+                resources.refs,
+                ACCOUNT_GBP_CURRENT,
+                BILLS_GBP_OPEN[3],
+            )
 
         return {
             "dynamodb_requests_first_time_payment": len(warm[1]),
@@ -156,10 +186,123 @@ def _request_counts() -> dict[str, Any]:
             "codat_requests_replay": len(replay[2]),
             "emulated_dynamodb_request_p50_ms": round(statistics.median(timings), 2),
             "handler_in_process_warm_payment_p50_ms": round(statistics.median(handler_ms), 2),
+            "queued_path": queued,
         }
     finally:
         sandbox.close()
         emulator.server.stop()
+
+
+def ops(calls: list[str]) -> list[str]:
+    return [c.rsplit(".", 1)[-1] for c in calls]
+
+
+def _queued_path(
+    run: Callable[[dict[str, Any]], tuple[int, list[str], list[str]]],
+    dynamo: list[str],
+    codat: list[str],
+    sandbox_url: str,
+    emulator_url: str,
+    refs: dict[str, str],
+    account: str,
+    bill: str,
+) -> dict[str, Any]:
+    """One payment through the queued path, on warm containers; requests counted by the same hooks."""
+    from billpay.adapters.operations_sweep_dynamodb import _PAGE_SIZE  # noqa: PLC0415
+
+    from functions.retry_worker.handler import _get_worker  # noqa: PLC0415
+    from functions.retry_worker.handler import lambda_handler as worker_handler  # noqa: PLC0415
+    from functions.sweeper.handler import _get_sweeper  # noqa: PLC0415
+    from functions.sweeper.handler import lambda_handler as sweeper_handler  # noqa: PLC0415
+    from local.emulator import client as emulator_client  # noqa: PLC0415
+    from local.poller import sqs_event  # noqa: PLC0415
+
+    sqs_by_sweeper: list[str] = []
+    _get_sweeper().queue.client.meta.events.register(
+        "before-send.sqs", lambda request, **_: sqs_by_sweeper.append(_target(request))
+    )
+    # The event source mapping's share: Lambda's SQS poller in the cloud, local/poller.py locally.
+    mapping_sqs: list[str] = []
+    mapping = emulator_client("sqs", emulator_url)
+    queue_url, queue_arn = refs["RetryQueue"], _queue_arn(mapping, refs["RetryQueue"])
+    mapping.meta.events.register("before-send.sqs", lambda request, **_: mapping_sqs.append(_target(request)))
+    scheduled = json.loads((ROOT / "events" / "sweeper.json").read_text())
+
+    # Warm the sweeper (an empty sweep) and build the worker (its clients): warm containers.
+    sweeper_handler(scheduled, _Context())
+    _get_worker()
+
+    httpx.post(
+        f"{sandbox_url}/_sandbox/faults",
+        json={"method": "POST", "path": "*/payment", "fault": "status", "status": 503, "times": 1},
+    ).raise_for_status()
+    status, sync_dynamo, sync_codat = run(_payment_event(f"b-{uuid.uuid4()}", bill, account))
+    assert status == 202, status
+    time.sleep(0.3)  # past nextAttemptAt (base delay 0.05 s, max 0.1 s)
+
+    dynamo.clear()
+    codat.clear()
+    report = sweeper_handler(scheduled, _Context())
+    sweep_dynamo = list(dynamo)
+    assert report["leased"] == report["queued"] == 1, report
+
+    received = mapping.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=10,
+        WaitTimeSeconds=1,
+        AttributeNames=["All"],
+        MessageAttributeNames=["All"],
+    ).get("Messages", [])
+    assert len(received) == 1, received
+    dynamo.clear()
+    codat.clear()
+    answer = worker_handler(sqs_event(received, queue_arn), _Context())
+    worker_dynamo, worker_codat = list(dynamo), list(codat)
+    assert answer == {"batchItemFailures": []}, answer
+    mapping.delete_message_batch(
+        QueueUrl=queue_url,
+        Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(received)],
+    )
+
+    from billpay.adapters.operations_dynamodb import operation_store  # noqa: PLC0415
+
+    final = operation_store(refs["OperationsTable"]).get(json.loads(received[0]["Body"])["operationId"])
+    per_sweep = [c for c in sweep_dynamo if c.startswith("Query(gauge")]
+    index_pages = [c for c in sweep_dynamo if c == "Query(due index page)"]
+    sweeper_own = [c for c in sweep_dynamo if not c.startswith("Query(")]
+    per_payment = ops(sync_dynamo) + ops(sweeper_own) + ops(worker_dynamo)
+    return {
+        "sync_attempt_status": status,
+        "dynamodb_calls_sync_attempt": ops(sync_dynamo),
+        "dynamodb_calls_sweeper_per_operation": ops(sweeper_own),
+        "dynamodb_calls_worker": ops(worker_dynamo),
+        "dynamodb_requests_per_payment": len(per_payment),
+        "dynamodb_requests_per_payment_by_operation": {
+            name: per_payment.count(name) for name in sorted(set(per_payment))
+        },
+        "dynamodb_due_index_queries_this_sweep": len(index_pages),
+        "dynamodb_due_index_page_size": _PAGE_SIZE,
+        "dynamodb_due_index_query_note": (
+            "one Query per page of up to the index page size of due operations, shared by every operation "
+            "the page returns: ~1/page-size per payment after an outage, 1 for a lone payment as here"
+        ),
+        "dynamodb_gauge_queries_per_sweep": per_sweep,
+        "sqs_requests_by_sweeper": ops(sqs_by_sweeper),
+        "sqs_send_note": "SendMessageBatch carries up to 10 messages: 1/10 per payment when sweeps are full",
+        "sqs_requests_by_event_source_mapping": ops(mapping_sqs),
+        "sqs_mapping_note": (
+            "in the cloud Lambda's poller receives and deletes (long polls continuously, billed per request "
+            "whether or not a message arrives); counted here as local/poller.py makes them"
+        ),
+        "codat_requests_per_payment": len(sync_codat) + len(worker_codat),
+        "codat_calls": [f"sync: {c.split(' ')[0]} .../payment" for c in sync_codat]
+        + [f"worker: {c.split(' ')[0]} .../payment" for c in worker_codat],
+        "final_status_after_retry": final.status if final else None,
+    }
+
+
+def _queue_arn(sqs: Any, url: str) -> str:
+    return str(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
