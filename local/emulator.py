@@ -222,11 +222,34 @@ class EmulatorHandle:
         self.server.stop()
 
 
+def _cache_moto_module_list() -> None:
+    """List moto's service packages once instead of on every request.
+
+    moto's server resolves each request's backend under one process-wide lock, and on the way lists its own
+    package directory (a listdir and a stat per entry, each releasing the GIL) — for every request. Under
+    load (a retry drain: sweeper, workers and pollers at once) the threads convoy on that lock and each
+    DynamoDB/SQS request waits for the others' directory scans. The list cannot change while the process
+    runs, so it is computed once.
+    """
+    from moto import backends  # noqa: PLC0415
+
+    if getattr(backends.list_of_moto_modules, "_billpay_cached", False):
+        return
+    modules = tuple(backends.list_of_moto_modules())
+
+    def cached() -> tuple[str, ...]:
+        return modules
+
+    cached._billpay_cached = True  # type: ignore[attr-defined]
+    backends.list_of_moto_modules = cached
+
+
 def start_emulator(host: str = "127.0.0.1", port: int = 0) -> EmulatorHandle:
     """moto in server mode on a background thread; `port=0` picks a free port."""
     os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
     from moto.server import ThreadedMotoServer  # noqa: PLC0415 - moto is heavy; only the supervisor needs it
 
+    _cache_moto_module_list()
     # Werkzeug logs every request at INFO: thousands of lines from the poller's receives.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
