@@ -360,6 +360,35 @@ def due_index(
     return None, None
 
 
+def ended_state(
+    op: Operation,
+    status: Status,
+    *,
+    error: dict[str, Any] | None,
+    token: str,
+    holder: LeaseHolder | None,
+    now: float,
+    **changes: Any,
+) -> Operation:
+    """An operation ended outside an attempt — by the lease-taker at the window's close, or by a person —
+    in one write under a fresh `token`: settled, lease and schedule cleared, listed only as `due_index` says
+    (a `needs_review` stays listed; `succeeded`/`failed` leave the index)."""
+    due_bucket, due_at = due_index(status, "settled", lease_until=None, next_attempt_at=None, now=now)
+    return op.with_changes(
+        status=status,
+        phase="settled",
+        error=error,
+        lease_token=token,
+        lease_holder=holder,
+        lease_until=None,
+        next_attempt_at=None,
+        due_bucket=due_bucket,
+        due_at=due_at,
+        updated_at=iso_timestamp(now),
+        **changes,
+    )
+
+
 # -- replays ------------------------------------------------------------------------------------------------
 
 ReplayAction = Literal["reused", "in_progress", "answer"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from billpay.domain.operations import LeaseHolder, Operation, due_index, iso_timestamp
+from billpay.domain.operations import LeaseHolder, Operation, ended_state
 from billpay.domain.outcomes import OUTCOME_UNKNOWN, RATE_LIMITED, UNAVAILABLE, ProblemSpec
 from billpay.domain.retry_policy import EndStatus, end_status
 
@@ -40,16 +40,4 @@ def window_end_state(op: Operation, *, now: float, token: str, holder: LeaseHold
     error: dict[str, Any] = {"type": spec.type, "status": spec.status, "title": spec.title, "detail": detail}
     if previous.get("upstream"):
         error["upstream"] = previous["upstream"]
-    bucket, due_at = due_index(status, "settled", lease_until=None, next_attempt_at=None, now=now)
-    return op.with_changes(
-        status=status,
-        phase="settled",
-        error=error,
-        lease_token=token,
-        lease_holder=holder,
-        lease_until=None,
-        next_attempt_at=None,
-        due_bucket=bucket,
-        due_at=due_at,
-        updated_at=iso_timestamp(now),
-    )
+    return ended_state(op, status, error=error, token=token, holder=holder, now=now)

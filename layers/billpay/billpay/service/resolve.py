@@ -23,7 +23,7 @@ from typing import Any, Final, Literal
 from botocore.exceptions import EndpointConnectionError
 
 from billpay.adapters.operations_dynamodb import LeaseLost, OperationStore, to_attribute
-from billpay.domain.operations import Operation, iso_timestamp, new_lease_token
+from billpay.domain.operations import Operation, ended_state, iso_timestamp, new_lease_token
 from billpay.observability import logger
 
 Resolution = Literal["succeeded", "failed"]
@@ -66,17 +66,13 @@ def resolved_state(
         previous = dict(op.error or {})
         if previous.get("upstream"):
             error["upstream"] = previous["upstream"]
-    return op.with_changes(
-        status=status,
-        phase="settled",
+    return ended_state(
+        op,
+        status,
         error=error,
-        lease_token=token,
-        lease_holder=None,
-        lease_until=None,
-        next_attempt_at=None,
-        due_bucket=None,
-        due_at=None,
-        updated_at=iso_timestamp(now),
+        token=token,
+        holder=None,
+        now=now,
         extra={**dict(op.extra), "resolution": to_attribute(resolution)},
     )
 
