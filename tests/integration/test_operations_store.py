@@ -28,6 +28,8 @@ from billpay.domain.outcomes import classify_exception, classify_response, settl
 from billpay.domain.retry_window import window_end_state
 from billpay.service.write_operation import Budget, WriteRequest, execute_write, scope_of, send_and_settle
 
+from tests.fixtures.codat_clients import keyless_client
+
 pytestmark = pytest.mark.integration
 
 NOW = 1_800_000_000.0
@@ -374,23 +376,7 @@ def test_one_log_key_follows_an_operation_from_request_to_end_state(store: Opera
 def test_a_codat_key_that_cannot_be_fetched_before_the_send_releases_the_claim(store: OperationStore) -> None:
     # Nothing was sent: the claim is released (the key may be resent) instead of a record left
     # `pending` with an attempt that counts as may-be-applied.
-    import httpx  # noqa: PLC0415
-    from billpay.adapters.codat import CodatClient  # noqa: PLC0415
-
-    def no_key() -> str:
-        raise RuntimeError("Secrets Manager unavailable")
-
-    def never(request: httpx.Request) -> httpx.Response:
-        raise AssertionError("nothing may be sent without a key")
-
-    client = CodatClient(
-        base_url="https://codat.test",
-        api_key=no_key,
-        timeout_seconds=2,
-        connect_timeout_seconds=1,
-        budget_seconds=5,
-        transport=httpx.MockTransport(never),
-    )
+    client = keyless_client()
     request = WriteRequest(
         kind="bankAccount",
         route="create-bank-account",

@@ -28,6 +28,8 @@ from billpay.service.resolve import ResolveRefused, resolve
 from billpay.service.retry import PolicyPlanner, RetryWorker
 from billpay.service.sweep import Sweeper
 
+from tests.fixtures.codat_clients import keyless_client
+
 pytestmark = pytest.mark.integration
 
 NOW = 1_900_000_000.0
@@ -346,23 +348,7 @@ def test_a_worker_whose_codat_key_cannot_be_fetched_takes_nothing_and_lets_sqs_r
 ) -> None:
     # A cold container fetches the key on first use; if Secrets Manager fails, nothing was sent, so the
     # attempt must not be counted (it would count as may-be-applied).
-    import httpx  # noqa: PLC0415
-    from billpay.adapters.codat import CodatClient  # noqa: PLC0415
-
-    def no_key() -> str:
-        raise RuntimeError("Secrets Manager unavailable")
-
-    def never(request: httpx.Request) -> httpx.Response:
-        raise AssertionError("nothing may be sent without a key")
-
-    client = CodatClient(
-        base_url="https://codat.test",
-        api_key=no_key,
-        timeout_seconds=2,
-        connect_timeout_seconds=1,
-        budget_seconds=5,
-        transport=httpx.MockTransport(never),
-    )
+    client = keyless_client()
     op = _pending(env["store"])
     _sweeper(env).sweep(remaining_millis=PLENTY)
     [message] = _messages(env)
