@@ -42,7 +42,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 typecheck: $(STAMP)
-	$(PY) -m mypy layers/billpay functions local tests bench
+	$(PY) -m mypy layers/billpay functions local ops tests bench
 
 test: $(STAMP) lint typecheck
 	$(PY) -m pytest -q
@@ -61,12 +61,13 @@ openapi: $(STAMP)
 
 # A person's decision on a needs_review payment (docs/runbook.md). Local stack by default; a deployed
 # stack's table with TABLE=<OperationsTableName> and the usual AWS credentials/region in the environment.
-# make resolve OP=<operationId> STATUS=succeeded|failed NOTE="what was checked" [TABLE=...] [BY=...]
+# make resolve OP=<operationId> STATUS=succeeded|failed NOTE="what was checked" [TABLE=...]
+# Who decided is recorded from the caller's AWS identity (STS), not typed in.
 resolve: $(STAMP)
 	@test -n "$(OP)" -a -n "$(STATUS)" -a -n "$(NOTE)" || \
 		{ echo 'usage: make resolve OP=<operationId> STATUS=succeeded|failed NOTE="what was checked" [TABLE=<table>]' >&2; exit 2; }
-	PYTHONPATH=layers/billpay $(PY) -m billpay.service.resolve --operation-id "$(OP)" --status "$(STATUS)" \
-		--note "$(NOTE)" --table "$(TABLE)" --by "$(BY)"
+	PYTHONPATH=layers/billpay $(PY) -m ops.resolve --operation-id "$(OP)" --status "$(STATUS)" \
+		--note "$(NOTE)" --table "$(TABLE)"
 
 $(SAM_STAMP): requirements-sam.txt
 	@test -x $(SAM_VENV)/bin/python || python3 -m venv $(SAM_VENV)

@@ -8,7 +8,8 @@ The write handlers stay AWS glue: they validate their own path and body, then ca
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -17,11 +18,22 @@ from aws_lambda_powertools.event_handler.openapi.params import Header
 from billpay.adapters.codat import CodatClient
 from billpay.adapters.operations_dynamodb import operation_store
 from billpay.config import get_settings
-from billpay.domain.operations import Kind, Operation, UpstreamRequest
+from billpay.domain.operations import Kind, Operation, UpstreamRequest, validate_idempotency_key
+from billpay.domain.outcomes import UNAVAILABLE
 from billpay.http import operation_location
-from billpay.models.operations import OperationEnvelope
+from billpay.models.operations import OperationEnvelope, envelope
+from billpay.problems import Problem
 from billpay.service.retry import PolicyPlanner
-from billpay.service.write_operation import Budget, WriteRequest, answer, execute_write, idempotency_key
+from billpay.service.write_operation import (
+    Answered,
+    Budget,
+    NotSent,
+    Refused,
+    StateUnknown,
+    WriteRequest,
+    WriteResult,
+    execute_write,
+)
 
 # Declared so the OpenAPI document shows it; the value is read (and refused) by `idempotency_key`, which
 # answers a missing key with its own 400 `idempotency-key-missing` rather than a generic validation error.
@@ -36,6 +48,40 @@ IdempotencyKeyHeader = Annotated[
         ),
     ),
 ]
+
+
+def header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    """A header's value, its name matched case-insensitively (the last one wins)."""
+    value = None
+    lowered = name.lower()
+    for key, candidate in (headers or {}).items():
+        if key.lower() == lowered:
+            value = candidate
+    return value
+
+
+def idempotency_key(headers: Mapping[str, str] | None) -> str:
+    """The client's `Idempotency-Key`, or the 400 to answer."""
+    value = header(headers, "Idempotency-Key")
+    if value is None:
+        raise Problem(
+            400,
+            "idempotency-key-missing",
+            "Idempotency-Key missing",
+            "Every POST needs an Idempotency-Key header: one value per intended write, reused on retries.",
+        )
+    reason = validate_idempotency_key(value)
+    if reason is not None:
+        raise Problem(
+            400,
+            "validation-error",
+            "Invalid request",
+            f"Idempotency-Key {reason}.",
+            errors=[
+                {"location": "header", "field": "Idempotency-Key", "message": reason, "type": "value_error"}
+            ],
+        )
+    return value
 
 
 def write_request(
@@ -68,9 +114,9 @@ def run_write(
     guard: Callable[[], object],
     on_succeeded: Callable[[Operation], None],
 ) -> Response[OperationEnvelope]:
-    """Claim, guard, send and settle (`execute_write`), then answer per DESIGN §2's table."""
+    """Claim, guard, send and settle (`execute_write`), then answer (docs/contract.md, Status codes)."""
     settings = get_settings()
-    op = execute_write(
+    result = execute_write(
         request,
         store=operation_store(settings.table_name),
         sender=client,
@@ -84,9 +130,68 @@ def run_write(
         # A transient outcome settles `pending` with nextAttemptAt; the sweeper schedules the retries.
         retry_planner=PolicyPlanner.from_settings(),
     )
-    status, headers, body = answer(
-        op,
-        location=operation_location(app.current_event.raw_event, op.operation_id),
-        type_base=settings.problem_type_base,
-    )
+    location = operation_location(app.current_event.raw_event, _operation_id(result))
+    status, headers, body = answer(result, location=location, type_base=settings.problem_type_base)
     return Response(status, "application/json", OperationEnvelope.model_validate(body), headers)
+
+
+def _operation_id(result: WriteResult) -> str:
+    return result.op.operation_id if isinstance(result, Answered | StateUnknown) else ""
+
+
+def _seconds(value: float) -> str:
+    return str(max(math.ceil(value), 1))
+
+
+def answer(
+    result: WriteResult, *, location: str, type_base: str
+) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """(status, headers, envelope) for a `succeeded` (201 + Location) or `pending` (202 + Location)
+    operation; raises the problem to answer otherwise — with the envelope as `operation` whenever an
+    operation may exist, so an answer without one always means nothing was recorded under the key."""
+    if isinstance(result, Refused):
+        raise result.problem
+    if isinstance(result, NotSent):
+        raise Problem(
+            503,
+            "service-unavailable",
+            "Service unavailable",
+            "A service this API depends on did not answer; nothing was sent. Retry with the same "
+            "Idempotency-Key and body.",
+            headers={"Retry-After": _seconds(result.retry_after)},
+        )
+    if isinstance(result, StateUnknown):
+        raise Problem(
+            503,
+            "operation-state-unknown",
+            "Operation state unknown",
+            "The state of this write could not be confirmed. Retry with the same Idempotency-Key and body "
+            "after Retry-After; never with a new key.",
+            operation=envelope(result.op, type_base),
+            headers={"Retry-After": _seconds(result.retry_after)},
+        )
+    op = result.op
+    body = envelope(op, type_base)
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
+    if op.status == "succeeded":
+        return 201, {**headers, "Location": location}, body
+    if op.status == "pending":
+        return 202, {**headers, "Location": location}, body
+    raise _ended_problem(op, body, headers)
+
+
+def _ended_problem(op: Operation, body: dict[str, Any], headers: dict[str, str]) -> Problem:
+    """The problem a `failed` or `needs_review` operation answers with, carrying the envelope."""
+    error = dict(op.error or UNAVAILABLE.to_error())
+    if op.status == "needs_review":
+        error = {**error, "status": 502, "type": "upstream-outcome-unknown"}
+    upstream = error.get("upstream")
+    return Problem(
+        int(error.get("status", 502)),
+        str(error.get("type", "upstream-outcome-unknown")),
+        str(error.get("title", "Upstream error")),
+        str(error.get("detail", "")),
+        upstream=upstream if isinstance(upstream, dict) and "statusCode" in upstream else None,
+        operation=body,
+        headers=headers,
+    )

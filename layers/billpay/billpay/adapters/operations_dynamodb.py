@@ -1,26 +1,22 @@
-"""The operation record store (DESIGN §3): one DynamoDB item per write, every change one conditional write.
+"""The operations table (DynamoDB): the `OperationStore` port, one item per write.
 
-Three kinds of write, and nothing else:
-- `claim`: PutItem that creates the record (or takes over a `guarding` claim whose lease expired);
-- `transition`: UpdateItem from a state we read to the state we want, conditional on the lease token
-  (and the phase and status we read), used for mark-sent, settle, lease-taking and review;
-- `release`: DeleteItem of a `guarding` claim (nothing was ever sent through it), conditional on its token.
+It writes what the life cycle computed (`billpay.domain.lifecycle.Transition`) as ONE conditional request —
+PutItem for a claim, DeleteItem for a release, UpdateItem (only the attributes that change) otherwise — and
+builds no state itself. The condition is the transition's: the version, token, phase and status it was
+computed from, plus its lease-time rule.
 
-Every conditional write asks for ALL_OLD on failure. If the item it returns carries the token we were
-writing, the failure is our own write retried by the SDK after a lost answer: that counts as success.
-Otherwise the write changed nothing and the returned item is the truth the caller answers from.
-
-Writers that take over a record (a lease-taker, the operator command) always write a NEW token: a token
-identifies one holder's writes and nobody else's.
+Every conditional write asks for ALL_OLD on failure. If the item it returns shows the transition's own
+after-state, the failure is our own write retried by the SDK after a lost answer: that counts as success.
+Otherwise nothing changed and `Conflict` carries the item as it is. Any other failure of a write is
+`WriteUnknown` (it may have been applied; the caller learns the truth with one consistent read), except a
+validation refusal (`WriteRejected`: the item too large, say), which no retry cures.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
@@ -28,9 +24,11 @@ from typing import TYPE_CHECKING, Any, Final
 # first invocation anyway, and Lambda's init phase (with its CPU boost) is the cheaper place to pay for it.
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from billpay.domain.operations import LeaseHolder, Operation, StoredBody, UpstreamRequest
+from billpay.domain.lifecycle import Transition
+from billpay.domain.operations import Operation, Resolution, StoredBody, UpstreamRequest
+from billpay.domain.ports import Conflict, StoreUnavailable, WriteRejected, WriteUnknown
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -44,7 +42,7 @@ _KNOWN: Final = frozenset(
         "operationId", "kind", "status", "phase", "requestHash", "upstreamKey", "upstreamRequest",
         "createdAt", "updatedAt", "attempts", "clearAttempts", "firstAttemptAt", "correlationIds",
         "leaseToken", "leaseHolder", "leaseUntil", "nextAttemptAt", "result", "error", "expiresAt",
-        "dueBucket", "dueAt",
+        "dueBucket", "dueAt", "version", "resolution",
     }
 )  # fmt: skip
 
@@ -56,22 +54,6 @@ _CLIENT_CONFIG: Final = Config(
     retries={"mode": "standard", "max_attempts": 4},
     tcp_keepalive=True,
 )
-
-
-class LeaseLost(Exception):  # a state, not a programming error
-    """A conditional write found the record changed by someone else; `current` is the item it returned."""
-
-    def __init__(self, current: Operation | None) -> None:
-        super().__init__("the record is no longer ours to write" if current else "the record is gone")
-        self.current = current
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimResult:
-    """`claimed`: the record is ours (new, reclaimed, or our own retried put); else `existing` is it."""
-
-    claimed: bool
-    existing: Operation | None = None
 
 
 # -- serialisation ------------------------------------------------------------------------------------------
@@ -158,6 +140,8 @@ def to_item(op: Operation) -> Item:
         "expiresAt": {"N": str(op.expires_at)} if op.expires_at is not None else None,
         "dueBucket": {"S": op.due_bucket} if op.due_bucket is not None else None,
         "dueAt": _n(op.due_at) if op.due_at is not None else None,
+        "version": {"N": str(op.version)} if op.version else None,
+        "resolution": to_attribute(op.resolution.to_dict()) if op.resolution is not None else None,
     }
     item.update({name: av for name, av in optional.items() if av is not None})
     for name, av in op.extra.items():
@@ -177,6 +161,7 @@ def from_item(item: Mapping[str, Mapping[str, Any]]) -> Operation:
 
     result = item.get("result")
     error = item.get("error")
+    resolution = item.get("resolution")
     expires = num("expiresAt")
     return Operation(
         operation_id=str(item["operationId"]["S"]),
@@ -201,6 +186,8 @@ def from_item(item: Mapping[str, Mapping[str, Any]]) -> Operation:
         expires_at=int(expires) if expires is not None else None,
         due_bucket=s("dueBucket"),
         due_at=num("dueAt"),
+        version=int(num("version") or 0),
+        resolution=Resolution.from_dict(from_attribute(resolution)) if resolution is not None else None,
         extra={name: dict(av) for name, av in item.items() if name not in _KNOWN},
     )
 
@@ -221,8 +208,15 @@ def dynamodb_client() -> DynamoDBClient:
         return client
 
 
-class OperationStore:
-    """Conditional single-item writes on the operations table. No transactions, no scans."""
+_VALIDATION_CODES: Final = frozenset({"ValidationException", "ItemCollectionSizeLimitExceededException"})
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class DynamoOperationStore:
+    """The `OperationStore` port on DynamoDB: conditional single-item writes. No transactions, no scans."""
 
     def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
         self.table_name = table_name
@@ -234,73 +228,64 @@ class OperationStore:
             self._client = dynamodb_client()
         return self._client
 
-    # reads --------------------------------------------------------------------------------------------
+    def _key(self, operation_id: str) -> dict[str, AttributeValue]:
+        return {"operationId": {"S": operation_id}}
 
-    def get(self, operation_id: str, *, consistent: bool = True) -> Operation | None:
-        answer = self.client.get_item(
-            TableName=self.table_name, Key={"operationId": {"S": operation_id}}, ConsistentRead=consistent
-        )
+    def get(self, operation_id: str) -> Operation | None:
+        try:
+            answer = self.client.get_item(
+                TableName=self.table_name, Key=self._key(operation_id), ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailable(f"reading operation {operation_id}: {exc}") from exc
         item = answer.get("Item")
         return from_item(item) if item else None
 
-    # step 1 -------------------------------------------------------------------------------------------
-
-    def claim(self, claim: Operation, now: float) -> ClaimResult:
-        """Create the record, or take over a `guarding` claim whose lease expired (its holder is gone).
-
-        One request either way: on a condition failure the existing item comes back (ALL_OLD) and the
-        replay is answered from it.
-        """
+    def apply(self, transition: Transition) -> Operation | None:
         try:
+            self._write(transition)
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                item: Any = exc.response.get("Item")
+                current = from_item(item) if item else None
+                if transition.applied_in(current):
+                    return current  # our own write, retried by the SDK after a lost answer: applied
+                raise Conflict(current) from None
+            if _code(exc) in _VALIDATION_CODES:
+                raise WriteRejected(f"{transition.name}: {exc}") from exc
+            raise WriteUnknown(f"{transition.name}: {exc}") from exc
+        except BotoCoreError as exc:  # timeouts, lost connections: the request may have been applied
+            raise WriteUnknown(f"{transition.name}: {exc}") from exc
+        return transition.after
+
+    def _write(self, t: Transition) -> None:
+        if t.before is None:
             self.client.put_item(
                 TableName=self.table_name,
-                Item=to_item(claim),
+                Item=to_item(t.ours),
                 ConditionExpression=(
-                    "attribute_not_exists(operationId) OR (#phase = :guarding AND #leaseUntil < :now)"
+                    "attribute_not_exists(operationId) OR (#phase = :guarding AND #leaseUntil < :reclaim)"
                 ),
                 ExpressionAttributeNames={"#phase": "phase", "#leaseUntil": "leaseUntil"},
-                ExpressionAttributeValues={":guarding": {"S": "guarding"}, ":now": _n(now)},
+                ExpressionAttributeValues={
+                    ":guarding": {"S": "guarding"},
+                    ":reclaim": _n(t.reclaim_lapsed_before if t.reclaim_lapsed_before is not None else 0.0),
+                },
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ClientError as exc:
-            existing = _condition_failed_item(exc)
-            if existing is None:
-                raise
-            if existing.lease_token == claim.lease_token:
-                return ClaimResult(claimed=True)  # our own put, retried by the SDK
-            return ClaimResult(claimed=False, existing=existing)
-        return ClaimResult(claimed=True)
-
-    # any holder's change --------------------------------------------------------------------------------
-
-    def transition(
-        self, before: Operation, after: Operation, *, lease_expired_before: float | None = None
-    ) -> Operation:
-        """Write `after` over `before`, conditional on `before`'s token, phase and status.
-
-        `after` may carry a new token (a take-over); with `lease_expired_before`, the write also requires
-        `before`'s lease to have expired by then (checked on the base item, never on the index).
-        Returns the state now stored; raises LeaseLost with the current item when someone else changed it.
-        """
-        if before.operation_id != after.operation_id:
-            raise ValueError("a transition cannot change the operation id")
-        old, new = to_item(before), to_item(after)
-        names: dict[str, str] = {"#phase": "phase", "#status": "status", "#leaseToken": "leaseToken"}
-        values: dict[str, AttributeValue] = {
-            ":beforePhase": old["phase"],
-            ":beforeStatus": old["status"],
-        }
-        if before.lease_token is None:
-            condition = "attribute_not_exists(#leaseToken)"
-        else:
-            condition = "#leaseToken = :beforeToken"
-            values[":beforeToken"] = {"S": before.lease_token}
-        condition += " AND #phase = :beforePhase AND #status = :beforeStatus"
-        if lease_expired_before is not None:
-            names["#leaseUntil"] = "leaseUntil"
-            values[":leaseDeadline"] = _n(lease_expired_before)
-            condition += " AND (attribute_not_exists(#leaseUntil) OR #leaseUntil < :leaseDeadline)"
-
+            return
+        names, values, condition = _condition(t)
+        if t.after is None:
+            self.client.delete_item(
+                TableName=self.table_name,
+                Key=self._key(t.operation_id),
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+            return
+        old, new = to_item(t.before), to_item(t.after)
         sets: list[str] = []
         removes: list[str] = []
         for index, (name, av) in enumerate(sorted(new.items())):
@@ -312,125 +297,57 @@ class OperationStore:
         for index, name in enumerate(sorted(set(old) - set(new))):
             names[f"#r{index}"] = name
             removes.append(f"#r{index}")
-        update = ""
-        if sets:
-            update += "SET " + ", ".join(sets)
+        update = "SET " + ", ".join(sets)  # `version` always changes, so there is always a SET
         if removes:
-            update += (" " if update else "") + "REMOVE " + ", ".join(removes)
-        if not update:
-            return after
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key={"operationId": {"S": after.operation_id}},
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if not _is_condition_failure(exc):
-                raise
-            current = _condition_failed_item(exc)
-            if (
-                current is not None
-                and after.lease_token is not None
-                and current.lease_token == after.lease_token
-            ):
-                return current  # our own update, retried by the SDK: it is applied
-            raise LeaseLost(current) from None
-        return after
-
-    def release(self, op: Operation) -> bool:
-        """Delete a `guarding` claim (every exit before the send), so the same key can be used again.
-        Conditional on our token and on the phase still being `guarding`: once a record is marked sent, a
-        request may have reached Codat and the record is never deleted, whatever `op` says. False when
-        the record is not (or no longer) ours to delete; it is then left alone.
-        """
-        try:
-            self.client.delete_item(
-                TableName=self.table_name,
-                Key={"operationId": {"S": op.operation_id}},
-                ConditionExpression="#leaseToken = :token AND #phase = :guarding AND #status = :pending",
-                ExpressionAttributeNames={
-                    "#leaseToken": "leaseToken",
-                    "#phase": "phase",
-                    "#status": "status",
-                },
-                ExpressionAttributeValues={
-                    ":token": {"S": op.lease_token or ""},
-                    ":guarding": {"S": "guarding"},
-                    ":pending": {"S": "pending"},
-                },
-            )
-        except ClientError as exc:
-            if not _is_condition_failure(exc):
-                raise
-            # Someone else holds it now, it was marked sent, or our delete already ran and the SDK
-            # retried it.
-            return False
-        return True
-
-    # conveniences over `transition` for lease-takers ------------------------------------------------------
-
-    def take_lease(
-        self,
-        seen: Operation,
-        *,
-        holder: LeaseHolder,
-        token: str,
-        lease_until: float,
-        now: float,
-        updated_at: str,
-    ) -> Operation:
-        """Take the lease of an unfinished record whose lease expired (sweeper/worker take-over).
-
-        The record stays listed, due when this new lease expires (a holder that dies is noticed then).
-        """
-        after = seen.with_changes(
-            lease_token=token,
-            lease_holder=holder,
-            lease_until=lease_until,
-            due_at=lease_until if seen.due_bucket is not None else None,
-            updated_at=updated_at,
+            update += " REMOVE " + ", ".join(removes)
+        self.client.update_item(
+            TableName=self.table_name,
+            Key=self._key(t.operation_id),
+            UpdateExpression=update,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
-        return self.transition(seen, after, lease_expired_before=now)
 
 
-def _is_condition_failure(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+def _condition(t: Transition) -> tuple[dict[str, str], dict[str, AttributeValue], str]:
+    """The transition's condition on an existing item: the state it was computed from, and its lease rule."""
+    before = t.before
+    assert before is not None
+    names = {"#phase": "phase", "#status": "status", "#leaseToken": "leaseToken", "#version": "version"}
+    values: dict[str, AttributeValue] = {
+        ":beforePhase": {"S": before.phase},
+        ":beforeStatus": {"S": before.status},
+    }
+    parts = ["#phase = :beforePhase", "#status = :beforeStatus"]
+    if before.lease_token is None:
+        parts.append("attribute_not_exists(#leaseToken)")
+    else:
+        parts.append("#leaseToken = :beforeToken")
+        values[":beforeToken"] = {"S": before.lease_token}
+    if before.version:
+        parts.append("#version = :beforeVersion")
+        values[":beforeVersion"] = {"N": str(before.version)}
+    else:
+        parts.append("attribute_not_exists(#version)")
+    if t.lease_live_at is not None:
+        names["#leaseUntil"] = "leaseUntil"
+        values[":liveAt"] = _n(t.lease_live_at)
+        parts.append("#leaseUntil > :liveAt")
+    if t.lease_lapsed_at is not None:
+        names["#leaseUntil"] = "leaseUntil"
+        values[":lapsedAt"] = _n(t.lease_lapsed_at)
+        parts.append("(attribute_not_exists(#leaseUntil) OR #leaseUntil < :lapsedAt)")
+    return names, values, " AND ".join(parts)
 
 
-def _condition_failed_item(exc: ClientError) -> Operation | None:
-    """The ALL_OLD item of a ConditionalCheckFailed, or None (also None for other errors: re-raised)."""
-    if not _is_condition_failure(exc):
-        return None
-    item: Any = exc.response.get("Item")
-    if not item:
-        return None
-    return from_item(item)
+_stores: dict[str, DynamoOperationStore] = {}
 
 
-def describe(op: Operation) -> str:
-    """A compact JSON line for logs (no bodies)."""
-    return json.dumps(
-        {
-            "operationId": op.operation_id,
-            "status": op.status,
-            "phase": op.phase,
-            "attempts": op.attempts,
-            "leaseHolder": op.lease_holder,
-        }
-    )
-
-
-_stores: dict[str, OperationStore] = {}
-
-
-def operation_store(table_name: str) -> OperationStore:
+def operation_store(table_name: str) -> DynamoOperationStore:
     """The container's store for `table_name` (its client built on first use)."""
     store = _stores.get(table_name)
     if store is None:
-        store = _stores.setdefault(table_name, OperationStore(table_name))
+        store = _stores.setdefault(table_name, DynamoOperationStore(table_name))
     return store

@@ -1,6 +1,5 @@
-"""What the sweeper, the retry worker and the operator command need from the operations table, beyond the
-write flow's store (`operations_dynamodb.OperationStore`, whose serialisation and conditional `transition`
-this module reuses rather than repeats):
+"""The `OperationIndex` port on DynamoDB: what the sweeper reads from the operations table's sparse index
+beyond single items (which `operations_dynamodb.DynamoOperationStore` reads and writes):
 
 - paging the sparse index `UnfinishedByDue` (eventually consistent: only ever a list of candidates; every
   decision is a conditional write on the base item);
@@ -13,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from billpay.adapters.operations_dynamodb import OperationStore, from_attribute, to_attribute
+from billpay.adapters.operations_dynamodb import DynamoOperationStore, from_attribute, to_attribute
 from billpay.domain.operations import DUE_BUCKET_NEEDS_REVIEW, DUE_BUCKET_PENDING
 
 if TYPE_CHECKING:
@@ -34,7 +33,7 @@ class IndexEntry:
 
 
 class SweepIndex:
-    def __init__(self, store: OperationStore) -> None:
+    def __init__(self, store: DynamoOperationStore) -> None:
         self.store = store
 
     @property
@@ -75,8 +74,8 @@ class SweepIndex:
             if not start:
                 return
 
-    def due_pending(self, now: float) -> Iterator[IndexEntry]:
-        return self.entries(DUE_BUCKET_PENDING, due_by=now)
+    def due_pending(self, now: float) -> Iterator[str]:
+        return (entry.operation_id for entry in self.entries(DUE_BUCKET_PENDING, due_by=now))
 
     def count(self, bucket: str) -> int:
         total = 0

@@ -8,45 +8,16 @@ lease expires.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from billpay.domain.ports import RetryMessage
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 # SendMessageBatch takes at most ten entries.
 _BATCH = 10
-
-
-class BadRetryMessage(ValueError):
-    """A message body that is not {"operationId": str, "leaseToken": str}."""
-
-
-@dataclass(frozen=True, slots=True)
-class RetryMessage:
-    operation_id: str
-    lease_token: str
-
-    def to_body(self) -> str:
-        return json.dumps({"operationId": self.operation_id, "leaseToken": self.lease_token}, sort_keys=True)
-
-    @classmethod
-    def from_body(cls, body: str) -> RetryMessage:
-        try:
-            data: Any = json.loads(body)
-        except (TypeError, ValueError) as exc:
-            raise BadRetryMessage("retry message is not JSON") from exc
-        if not isinstance(data, dict):
-            raise BadRetryMessage("retry message is not a JSON object")
-        operation_id = data.get("operationId")
-        lease_token = data.get("leaseToken")
-        if not (
-            isinstance(operation_id, str) and operation_id and isinstance(lease_token, str) and lease_token
-        ):
-            raise BadRetryMessage("retry message lacks operationId or leaseToken")
-        return cls(operation_id=operation_id, lease_token=lease_token)
 
 
 def sqs_client() -> SQSClient:
@@ -59,7 +30,9 @@ def sqs_client() -> SQSClient:
     return boto3.client("sqs", config=config)
 
 
-class RetryQueue:
+class SqsRetryQueue:
+    """The `RetryQueue` port on SQS."""
+
     def __init__(self, queue_url: str, client: SQSClient | None = None) -> None:
         self._queue_url = queue_url
         self._client = client

@@ -59,8 +59,11 @@ GUARDING_TTL_SECONDS: Final = 86_400
 DUE_BUCKET_PENDING: Final = "pending"
 DUE_BUCKET_NEEDS_REVIEW: Final = "needs_review"
 
-# A stored upstream body (result or raw error) is capped; DynamoDB items stop at 400 KB.
-STORED_BODY_LIMIT_BYTES: Final = 64 * 1024
+# Stored upstream text is capped so an item stays under 100 KB whatever Codat answers (DynamoDB refuses
+# items over 400 KB, and a settle that cannot be written would leave the operation pending). A success body
+# (the result the client needs) keeps more than an error's text; each cut keeps the whole text's SHA-256.
+STORED_BODY_LIMIT_BYTES: Final = 16 * 1024
+STORED_TEXT_LIMIT_BYTES: Final = 8 * 1024
 
 
 # -- callers and scope ------------------------------------------------------------------------------------
@@ -210,20 +213,28 @@ class StoredBody:
     truncated: bool
 
     @classmethod
-    def of(cls, raw: bytes) -> StoredBody:
+    def of(cls, raw: bytes, limit: int = STORED_BODY_LIMIT_BYTES) -> StoredBody:
         # A cut can split a UTF-8 sequence; `replace` keeps what is stored valid text. Each byte it replaces
         # grows to three (U+FFFD), so the cap is applied again to the text as stored.
-        text = raw[:STORED_BODY_LIMIT_BYTES].decode("utf-8", errors="replace")
+        text = raw[:limit].decode("utf-8", errors="replace")
         encoded = text.encode("utf-8")
-        cut = len(encoded) > STORED_BODY_LIMIT_BYTES
+        cut = len(encoded) > limit
         if cut:
-            text = encoded[:STORED_BODY_LIMIT_BYTES].decode("utf-8", errors="ignore")
+            text = encoded[:limit].decode("utf-8", errors="ignore")
         return cls(
             text=text,
             sha256=hashlib.sha256(raw).hexdigest(),
             size=len(raw),
-            truncated=cut or len(raw) > STORED_BODY_LIMIT_BYTES,
+            truncated=cut or len(raw) > limit,
         )
+
+    def cut(self, limit: int) -> StoredBody:
+        """The same body kept to `limit` bytes of text (its SHA-256 and size stay the whole body's)."""
+        encoded = self.text.encode("utf-8")
+        if len(encoded) <= limit:
+            return self
+        text = encoded[:limit].decode("utf-8", errors="ignore")
+        return replace(self, text=text, truncated=True)
 
     def json(self) -> Any | None:
         """The parsed document, or None when it is cut or not JSON."""
@@ -248,6 +259,39 @@ class StoredBody:
 
 
 # -- the record ---------------------------------------------------------------------------------------------
+
+
+ResolvedStatus = Literal["succeeded", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """A person's decision on a `needs_review` operation, kept on it."""
+
+    status: ResolvedStatus
+    note: str
+    by: str
+    at: str
+    previous_status: Status
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "status": self.status,
+            "note": self.note,
+            "by": self.by,
+            "at": self.at,
+            "previousStatus": self.previous_status,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Resolution:
+        return cls(
+            status=data["status"],
+            note=str(data["note"]),
+            by=str(data["by"]),
+            at=str(data["at"]),
+            previous_status=data["previousStatus"],
+        )
 
 
 def iso_timestamp(epoch_seconds: float) -> str:
@@ -288,7 +332,11 @@ class Operation:
     expires_at: int | None = None
     due_bucket: str | None = None
     due_at: float | None = None
-    # Anything else on the item (e.g. an operator's resolution note), carried through untouched.
+    # Bumped by every write: with the token, it names one write, so a write whose answer was lost can be
+    # recognised in the item afterwards (docs/contract.md, Operation life cycle).
+    version: int = 0
+    resolution: Resolution | None = None
+    # Anything else on the item, carried through untouched.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -309,84 +357,6 @@ def lease_until(now: float, remaining_millis: int) -> float:
 
 def new_lease_token() -> str:
     return str(uuid.uuid4())
-
-
-def new_claim(
-    *,
-    operation_id: str,
-    kind: Kind,
-    request_hash: str,
-    upstream_key: str,
-    upstream_request: UpstreamRequest,
-    now: float,
-    lease_until: float,
-    lease_token: str,
-) -> Operation:
-    """Step 1's item: `guarding`, `pending`, a sync lease, and a TTL (nothing ever sends a guarding claim)."""
-    stamp = iso_timestamp(now)
-    return Operation(
-        operation_id=operation_id,
-        kind=kind,
-        status="pending",
-        phase="guarding",
-        request_hash=request_hash,
-        upstream_key=upstream_key,
-        upstream_request=upstream_request,
-        created_at=stamp,
-        updated_at=stamp,
-        lease_token=lease_token,
-        lease_holder="sync",
-        lease_until=lease_until,
-        expires_at=math.ceil(now) + GUARDING_TTL_SECONDS,
-    )
-
-
-def due_index(
-    status: Status, phase: Phase, *, lease_until: float | None, next_attempt_at: float | None, now: float
-) -> tuple[str | None, float | None]:
-    """Where an operation sits in the sparse index: (dueBucket, dueAt), or (None, None) when it is not listed.
-
-    Listed while unfinished and sent: `pending` is due when its lease expires (a holder may have died) or,
-    with no lease, at `nextAttemptAt`; `needs_review` stays listed (dated when it got there) until a person
-    resolves it. A `guarding` claim is never listed: nothing may ever send it.
-    """
-    if phase == "guarding":
-        return None, None
-    if status == "pending":
-        due = lease_until if lease_until is not None else next_attempt_at
-        return DUE_BUCKET_PENDING, due if due is not None else now
-    if status == "needs_review":
-        return DUE_BUCKET_NEEDS_REVIEW, now
-    return None, None
-
-
-def ended_state(
-    op: Operation,
-    status: Status,
-    *,
-    error: dict[str, Any] | None,
-    token: str,
-    holder: LeaseHolder | None,
-    now: float,
-    **changes: Any,
-) -> Operation:
-    """An operation ended outside an attempt — by the lease-taker at the window's close, or by a person —
-    in one write under a fresh `token`: settled, lease and schedule cleared, listed only as `due_index` says
-    (a `needs_review` stays listed; `succeeded`/`failed` leave the index)."""
-    due_bucket, due_at = due_index(status, "settled", lease_until=None, next_attempt_at=None, now=now)
-    return op.with_changes(
-        status=status,
-        phase="settled",
-        error=error,
-        lease_token=token,
-        lease_holder=holder,
-        lease_until=None,
-        next_attempt_at=None,
-        due_bucket=due_bucket,
-        due_at=due_at,
-        updated_at=iso_timestamp(now),
-        **changes,
-    )
 
 
 # -- replays ------------------------------------------------------------------------------------------------
@@ -418,20 +388,3 @@ def decide_replay(existing: Operation, request_hash: str, now: float) -> ReplayD
         # the two clocks' readings; the first request is as good as gone, but it is not ours to decide.
         return ReplayDecision("in_progress", retry_after=1)
     return ReplayDecision("answer")
-
-
-def sent_state(claim: Operation, now: float) -> Operation:
-    """Step 3 (mark sent): the record may now reach Codat, so it loses its TTL and joins the sparse index,
-    due when the sync lease expires (if its holder dies mid-send, a lease-taker finds it then)."""
-    due_bucket, due_at = due_index(
-        "pending", "sent", lease_until=claim.lease_until, next_attempt_at=None, now=now
-    )
-    return claim.with_changes(
-        phase="sent",
-        first_attempt_at=now,
-        attempts=1,
-        expires_at=None,
-        due_bucket=due_bucket,
-        due_at=due_at,
-        updated_at=iso_timestamp(now),
-    )

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Literal
 
-from billpay.domain.operations import Operation, Phase, Status, StoredBody, due_index, iso_timestamp
-from billpay.domain.retry_policy import end_status
+from billpay.domain.operations import StoredBody
 
 OutcomeClass = Literal[
     "applied",
@@ -240,59 +239,3 @@ def classify_exception(exc: BaseException) -> Outcome:
     if _qualified_names(exc) & NEVER_LEFT_EXCEPTIONS:
         return Outcome("never_left", "no", None, problem=UNAVAILABLE, exception=described)
     return Outcome("maybe_applied", "maybe", None, problem=OUTCOME_UNKNOWN, exception=described)
-
-
-# -- the state an attempt leaves behind ---------------------------------------------------------------------
-
-_MAX_CORRELATION_IDS: Final = 50
-
-
-def settled_state(op: Operation, outcome: Outcome, now: float, *, retry_at: float | None) -> Operation:
-    """The record after one attempt ended with `outcome` (the settle write, DESIGN §3 step 4).
-
-    A transient outcome with `retry_at` stays `pending` in phase `sent`, listed as due at `retry_at`, its
-    would-be answer kept in `error` for the window's end (`retry_window.window_end_state`); with
-    no `retry_at` (the window closed, or no retries exist yet) it ends: `failed` only if every attempt taken
-    was settled as nothing-applied, else `needs_review`. The lease is given up (holder and deadline removed)
-    but its token is kept, so our own write retried by the SDK is still recognised.
-    """
-    clear = op.clear_attempts + (1 if outcome.nothing_applied else 0)
-    correlation_ids = op.correlation_ids
-    if outcome.correlation_id and outcome.correlation_id not in correlation_ids:
-        correlation_ids = (*correlation_ids, outcome.correlation_id)[-_MAX_CORRELATION_IDS:]
-    status: Status
-    error: dict[str, Any] | None = None
-    result = None
-    if outcome.end == "succeeded":
-        status, result = "succeeded", outcome.body
-    elif outcome.end is not None:
-        status, error = outcome.end, outcome.error()
-    elif retry_at is not None:
-        status = "pending"
-        # Kept (never shown while pending) so the lease-taker that ends the operation at the window's
-        # close answers with what the attempts met: rate-limited or unreachable, and Codat's last words.
-        error = outcome.error(outcome.on_give_up())
-    else:
-        ending = end_status(attempts=max(op.attempts, 1), clear_attempts=clear)
-        status = ending
-        error = outcome.error(outcome.on_give_up() if ending == "failed" else OUTCOME_UNKNOWN)
-    # The raw body is kept with an end state only: a pending record carries just its would-be answer.
-    if status != "pending" and error is not None and outcome.body and outcome.upstream_status is not None:
-        error["rawBody"] = outcome.body.to_dict()
-    phase: Phase = "sent" if status == "pending" else "settled"
-    next_attempt_at = retry_at if status == "pending" else None
-    due_bucket, due_at = due_index(status, phase, lease_until=None, next_attempt_at=next_attempt_at, now=now)
-    return op.with_changes(
-        status=status,
-        phase=phase,
-        clear_attempts=clear,
-        correlation_ids=correlation_ids,
-        lease_holder=None,
-        lease_until=None,
-        next_attempt_at=next_attempt_at,
-        result=result,
-        error=error,
-        due_bucket=due_bucket,
-        due_at=due_at,
-        updated_at=iso_timestamp(now),
-    )

@@ -1,17 +1,18 @@
-"""The retry worker's one step per message, and the retry planner the write flow uses (DESIGN §4).
+"""The retry worker's one step per message, and the retry planner the write flow uses
+(docs/contract.md, Retries).
 
 A message is (operation id, lease token) from the sweeper. The worker:
 1. reads the record (consistent) and acts only if the message's token is still the record's token on a
    `pending`/`sent` record — otherwise the message is simply deleted: the sweeper owns recovery;
-2. if the retry window has closed meanwhile, ends the operation itself (it holds the lease);
-3. otherwise takes over the lease with a new token of its own, to its Lambda deadline + 5 s, counting the
-   attempt (`attempts` + 1) in that same conditional write — before anything is sent;
-4. sends the stored upstream key and bytes and settles through the write flow's `send_and_settle` (one
-   classification, one settle): an end state, or `pending` with the next `nextAttemptAt`.
+2. builds its Codat client and fetches the key, and only then computes its lease and send timeout from the
+   time left (a slow key fetch must not leave it holding a lease that ends before its own send);
+3. takes over the lease with a new token of its own (`lifecycle.take_due`), counting the attempt in that
+   same conditional write before anything is sent — or, if the retry window closed, ends the operation;
+4. sends the stored upstream key and bytes and settles through the write flow's `send_and_settle`.
 
-An exception escapes only from steps 1-3 (nothing taken yet: SQS redelivers, then dead-letters); after the
-lease is taken nothing escapes — an operation whose settle could not be written is due again when the
-lease expires, and its attempt, counted but not settled, can never end it `failed`.
+An exception escapes only before the lease is taken (nothing counted: SQS redelivers, then dead-letters);
+after it nothing escapes — an operation whose settle could not be written is due again when the lease
+expires.
 """
 
 from __future__ import annotations
@@ -24,18 +25,21 @@ from typing import Final, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from billpay.adapters.operations_dynamodb import LeaseLost, OperationStore
-from billpay.adapters.retry_queue_sqs import RetryMessage
 from billpay.config import get_settings
-from billpay.domain.operations import Operation, iso_timestamp, lease_until, new_lease_token
+from billpay.domain import lifecycle
+from billpay.domain.operations import Operation, lease_until, new_lease_token
 from billpay.domain.outcomes import Outcome
+from billpay.domain.ports import OperationStore, RetryMessage
 from billpay.domain.retry_policy import RetryPolicy, UniformSource
-from billpay.domain.retry_window import window_end_state
 from billpay.observability import logger, metrics
-from billpay.service.write_operation import Sender, prepare_sender, send_and_settle
+from billpay.service.write_operation import (
+    SETTLE_RESERVE_SECONDS,
+    Sender,
+    prepare_sender,
+    send_and_settle,
+    write,
+)
 
-# Kept back from the worker's remaining time for the settle write (DynamoDB) after the send.
-SETTLE_RESERVE_SECONDS: Final = 2.0
 # An attempt with less time than this cannot be trusted to finish: leave the message to the sweeper.
 MIN_ATTEMPT_SECONDS: Final = 1.0
 
@@ -103,10 +107,11 @@ class RetryWorker:
     @classmethod
     def from_settings(cls) -> RetryWorker:
         from billpay.adapters.codat import get_codat_client  # noqa: PLC0415 — httpx only when a worker runs
+        from billpay.adapters.operations_dynamodb import operation_store  # noqa: PLC0415
 
         settings = get_settings()
         return cls(
-            store=OperationStore(settings.table_name),
+            store=operation_store(settings.table_name),
             sender=get_codat_client,
             planner=PolicyPlanner.from_settings(),
             upstream_timeout=settings.upstream_timeout_seconds,
@@ -130,7 +135,7 @@ class RetryWorker:
     def _process(
         self, message: RetryMessage, remaining_millis: Callable[[], int], receive_count: int
     ) -> Processed:
-        op = self.store.get(message.operation_id, consistent=True)
+        op = self.store.get(message.operation_id)
         if (
             op is None
             or op.lease_token != message.lease_token
@@ -143,48 +148,43 @@ class RetryWorker:
             )
             return Processed("stale", op.status if op else None)
 
-        now = self.clock()
-        token = self.new_token()
-        first = op.first_attempt_at
-        if first is None or self.planner.policy.window_closed(first, now):
-            ended = window_end_state(op, now=now, token=token, holder="worker")
-            try:
-                self.store.transition(op, ended)
-            except LeaseLost:
-                logger.info("lease lost before ending at the window's close")
-                return Processed("stale")
-            _count_end(ended.status)
-            logger.warning(
-                "retry window closed: operation ended",
-                extra={"status": ended.status, "attempts": op.attempts, "clearAttempts": op.clear_attempts},
-            )
-            return Processed("ended", ended.status)
-
-        left = remaining_millis() / 1000.0 - SETTLE_RESERVE_SECONDS
-        timeout = min(self.upstream_timeout, left)
-        if timeout < MIN_ATTEMPT_SECONDS:
-            # Not enough time to send and settle: take nothing; due again when the sweeper's lease expires.
-            logger.warning("too little time left for an attempt: message left to the sweeper")
-            return Processed("no_time")
-
-        # Built (and its key fetched) before the lease is taken: a client that cannot be built raises while
+        # Built (and its key fetched) before anything is taken: a client that cannot be built raises while
         # nothing is counted (SQS redelivers), instead of an attempt counted, never sent, and then taken
         # as may-be-applied.
         sender = self.sender
         prepare_sender(sender)
-        holding = op.with_changes(
-            attempts=op.attempts + 1,
-            lease_token=token,
-            lease_holder="worker",
+
+        # The lease and the send timeout come from the time left now, after the preparation.
+        now = self.clock()
+        timeout = min(self.upstream_timeout, remaining_millis() / 1000.0 - SETTLE_RESERVE_SECONDS)
+        if timeout < MIN_ATTEMPT_SECONDS:
+            # Not enough time to send and settle: take nothing; due again when the sweeper's lease expires.
+            logger.warning("too little time left for an attempt: message left to the sweeper")
+            return Processed("no_time")
+        taking = lifecycle.take_due(
+            op,
+            policy=self.planner.policy,
+            holder="worker",
+            token=self.new_token(),
             lease_until=lease_until(now, remaining_millis()),
-            updated_at=iso_timestamp(now),
+            now=now,
+            count_attempt=True,
+            require_lapsed=False,
         )
-        holding = holding.with_changes(due_at=holding.lease_until)
-        try:
-            held = self.store.transition(op, holding)
-        except LeaseLost:
+        written = write(self.store, taking)
+        if not written.known:
+            raise RuntimeError("could not learn whether the lease was taken; the message is redelivered")
+        if not written.applied:
             logger.info("lease taken by someone else before the attempt: message deleted")
             return Processed("stale")
+        held = taking.ours
+        if taking.name == "end_window":
+            _count_end(held.status)
+            logger.warning(
+                "retry window closed: operation ended",
+                extra={"status": held.status, "attempts": op.attempts, "clearAttempts": op.clear_attempts},
+            )
+            return Processed("ended", held.status)
 
         # The lease is ours and the attempt counted: from here on nothing may raise.
         metrics.add_metric(name="RetryAttempted", unit=MetricUnit.Count, value=1)
@@ -196,20 +196,20 @@ class RetryWorker:
         except Exception:
             logger.exception("retry attempt failed unexpectedly; due again when its lease expires")
             return Processed("unsettled")
-        if settled is held:
-            # The settle write failed: the record stays `sent` under our lease, due when it expires.
-            return Processed("unsettled", settled.status)
-        _count_end(settled.status)
+        if not settled.stored:
+            # The settle was not written: the record stays `sent` under our lease, due when it expires.
+            return Processed("unsettled", settled.op.status)
+        _count_end(settled.op.status)
         logger.info(
             "retry attempt settled",
             extra={
-                "status": settled.status,
-                "attempts": settled.attempts,
-                "clearAttempts": settled.clear_attempts,
-                "nextAttemptAt": settled.next_attempt_at,
+                "status": settled.op.status,
+                "attempts": settled.op.attempts,
+                "clearAttempts": settled.op.clear_attempts,
+                "nextAttemptAt": settled.op.next_attempt_at,
             },
         )
-        return Processed("settled", settled.status)
+        return Processed("settled", settled.op.status)
 
 
 _END_METRICS: Final = {

@@ -1,18 +1,17 @@
-"""The sweeper: the one scheduler of retries (DESIGN §4).
+"""The sweeper: the one scheduler of retries (docs/contract.md, Retries).
 
 Every sweep:
 1. pages through the pending operations that are due (the sparse index, ordered by `dueAt`);
 2. re-reads each on the base item (the index is eventually consistent: a candidate list, never a truth)
    and skips anything that is not `pending`/`sent`, still leased, or not due;
-3. takes its lease with a conditional write on the base item (its current token, an expired lease) —
-   or, when its retry window has closed, ends it in that same one write: `failed` only if every attempt
-   taken settled as nothing-applied, else `needs_review`;
+3. takes its lapsed lease, or ends it if its retry window closed, in one conditional write
+   (`lifecycle.take_due`, the same rule the retry worker uses);
 4. enqueues one message per lease taken (operation id + the new token). A failed enqueue needs no
    handling: the operation is due again when this lease expires;
 5. publishes the gauges `NeedsReviewOpen` and `OldestUnfinishedSeconds` (age of the oldest `pending`).
 
-The lease it takes runs to the sweeper's own deadline + 5 s (DESIGN §3); the worker that gets the message
-takes over with a token of its own, so a message that arrives late, twice, or after a re-take does nothing.
+The lease it takes runs to the sweeper's own deadline + 5 s; the worker that gets the message takes over
+with a token of its own, so a message that arrives late, twice, or after a re-take does nothing.
 """
 
 from __future__ import annotations
@@ -25,14 +24,13 @@ from typing import Any, Final, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from billpay.adapters.operations_dynamodb import LeaseLost, OperationStore
-from billpay.adapters.operations_sweep_dynamodb import SweepIndex
-from billpay.adapters.retry_queue_sqs import RetryMessage, RetryQueue
-from billpay.config import get_settings
-from billpay.domain.operations import Operation, iso_timestamp, lease_until, new_lease_token
+from billpay.domain import lifecycle
+from billpay.domain.operations import Operation, lease_until, new_lease_token
+from billpay.domain.ports import OperationIndex, OperationStore, RetryMessage, RetryQueue
 from billpay.domain.retry_policy import RetryPolicy
-from billpay.domain.retry_window import window_end_state
 from billpay.observability import logger, metrics
+from billpay.service.retry import policy_from_settings
+from billpay.service.write_operation import write
 
 # Stop taking leases with this little time left: each lease must be handed to SQS before the deadline,
 # and what is left over is simply due at the next sweep.
@@ -67,13 +65,14 @@ class Sweeper:
         self,
         *,
         store: OperationStore,
+        index: OperationIndex,
         queue: RetryQueue,
         policy: RetryPolicy,
         clock: Callable[[], float] = time.time,
         new_token: Callable[[], str] = new_lease_token,
     ) -> None:
         self.store = store
-        self.index = SweepIndex(store)
+        self.index = index
         self.queue = queue
         self.policy = policy
         self.clock = clock
@@ -81,10 +80,18 @@ class Sweeper:
 
     @classmethod
     def from_settings(cls) -> Sweeper:
+        # The AWS adapters only where a sweeper runs: the domain and the unit tier never import boto3.
+        from billpay.adapters.operations_dynamodb import operation_store  # noqa: PLC0415
+        from billpay.adapters.operations_sweep_dynamodb import SweepIndex  # noqa: PLC0415
+        from billpay.adapters.retry_queue_sqs import SqsRetryQueue  # noqa: PLC0415
+        from billpay.config import get_settings  # noqa: PLC0415
+
         settings = get_settings()
+        store = operation_store(settings.table_name)
         return cls(
-            store=OperationStore(settings.table_name),
-            queue=RetryQueue(settings.queue_url),
+            store=store,
+            index=SweepIndex(store),
+            queue=SqsRetryQueue(settings.queue_url),
             policy=policy_from_settings(),
         )
 
@@ -96,13 +103,13 @@ class Sweeper:
         # Each candidate costs two round trips (read, conditional write); a few in parallel keep a sweep
         # after an outage short. DynamoDB decides every race: the threads share nothing but the report.
         with ThreadPoolExecutor(max_workers=_PARALLEL, thread_name_prefix="sweep") as pool:
-            for entry in self.index.due_pending(now):
+            for operation_id in self.index.due_pending(now):
                 if remaining_millis() < STOP_MARGIN_MILLIS:
                     report.stopped_early = True
                     logger.warning("sweep stopped early: deadline near; the rest is due at the next sweep")
                     break
                 report.due += 1
-                chunk.append(entry.operation_id)
+                chunk.append(operation_id)
                 if len(chunk) >= _CHUNK:
                     self._chunk(pool, chunk, now, until, report)
                     chunk = []
@@ -144,18 +151,28 @@ class Sweeper:
 
     def _one(self, operation_id: str, now: float, until: float) -> tuple[Tally, RetryMessage | None]:
         log = {"operationId": operation_id}
-        op = self.store.get(operation_id, consistent=True)
+        op = self.store.get(operation_id)
         if op is None or not _due_on_base_item(op, now):
             # Changed since the index saw it (settled, re-leased, rescheduled): nothing to do.
             return "skipped", None
 
-        token = self.new_token()
-        if self.policy.window_closed(op.first_attempt_at or 0.0, now) or op.first_attempt_at is None:
-            after = window_end_state(op, now=now, token=token, holder="sweeper")
-            try:
-                self.store.transition(op, after, lease_expired_before=now)
-            except LeaseLost:
-                return "contended", None
+        taking = lifecycle.take_due(
+            op,
+            policy=self.policy,
+            holder="sweeper",
+            token=self.new_token(),
+            lease_until=until,
+            now=now,
+            count_attempt=False,
+            require_lapsed=True,
+        )
+        written = write(self.store, taking)
+        if not written.known:
+            return "errors", None  # the lease, if taken, lapses and the operation is due again
+        if not written.applied:
+            return "contended", None
+        after = taking.ours
+        if taking.name == "end_window":
             logger.warning(
                 "retry window closed: operation ended",
                 extra={
@@ -166,15 +183,9 @@ class Sweeper:
                 },
             )
             return ("ended_failed" if after.status == "failed" else "ended_needs_review"), None
-
-        try:
-            self.store.take_lease(
-                op, holder="sweeper", token=token, lease_until=until, now=now, updated_at=iso_timestamp(now)
-            )
-        except LeaseLost:
-            return "contended", None
         logger.info("lease taken for a retry", extra={**log, "attempts": op.attempts, "leaseUntil": until})
-        return "leased", RetryMessage(operation_id=op.operation_id, lease_token=token)
+        assert after.lease_token is not None
+        return "leased", RetryMessage(operation_id=op.operation_id, lease_token=after.lease_token)
 
     def _send(self, outbox: list[RetryMessage], report: SweepReport) -> None:
         failed = self.queue.enqueue(outbox)
@@ -205,12 +216,3 @@ def _due_on_base_item(op: Operation, now: float) -> bool:
     # Never before nextAttemptAt (it honours Retry-After), even when an old lease expired earlier.
     times = [t for t in (op.lease_until, op.next_attempt_at) if t is not None]
     return not times or max(times) <= now
-
-
-def policy_from_settings() -> RetryPolicy:
-    settings = get_settings()
-    return RetryPolicy(
-        window_seconds=settings.retry_window_seconds,
-        base_delay_seconds=settings.retry_base_delay_seconds,
-        max_delay_seconds=settings.retry_max_delay_seconds,
-    )

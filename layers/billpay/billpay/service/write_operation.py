@@ -1,4 +1,6 @@
-"""The write flow (DESIGN §3): claim → (replay) → guards → mark sent → send → classify → settle.
+"""The write flow: claim → (replay) → guards → mark sent → send → classify → settle
+(docs/contract.md, Operation life cycle). Every state comes from `billpay.domain.lifecycle`; this module
+only sequences the transitions and decides what each failure means.
 
 Two entry points:
 - `execute_write`: the API handlers' synchronous path, one attempt inside the request's time budget;
@@ -6,23 +8,29 @@ Two entry points:
   path uses it, and so does the retry worker (after taking the lease and counting the attempt).
 
 Money-safety rules enforced here:
-- nothing is sent unless the mark-sent write succeeded (the record then survives any crash);
-- every exit before the send deletes the claim, so the key can be used again;
+- nothing is sent unless the mark-sent write is known to be stored (the record then survives any crash);
+- a write to our own store whose effect is unknown is learned with one consistent read before anything
+  else happens; when even that read fails, the answer is `StateUnknown` (503 operation-state-unknown, with
+  the operation): never an answer that could read as "nothing happened";
+- every exit before the send releases the claim; only a confirmed release answers without an operation;
 - once the HTTP client has the request, no exception leaves `send_and_settle`: the outcome is classified
-  (an exception counts as "may be applied" unless the request provably never left) and settled;
-- a record marked sent is never deleted: a transient outcome settles `pending` with `nextAttemptAt`, and
-  the sweeper schedules the retries (DESIGN §4);
+  (an exception counts as "may be applied" unless the request provably never left) and settled; a settle
+  refused for a reason no retry cures is written again with the minimal fields;
+- a record marked sent is never deleted: a transient outcome settles `pending` with `nextAttemptAt`;
 - a replay answers from the one read of the claim: no guard, no lookup, no Codat call.
+
+The answers are values (`WriteResult`); `billpay.write_route` turns them into HTTP.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from billpay.adapters.operations_dynamodb import LeaseLost, OperationStore
+from billpay.domain import lifecycle
+from billpay.domain.lifecycle import Transition, same_write
 from billpay.domain.operations import (
     Kind,
     Operation,
@@ -31,23 +39,14 @@ from billpay.domain.operations import (
     decide_replay,
     key_scope,
     lease_until,
-    new_claim,
     new_lease_token,
     normalise_caller,
     operation_id,
     request_hash,
-    sent_state,
     upstream_key,
-    validate_idempotency_key,
 )
-from billpay.domain.outcomes import (
-    UNAVAILABLE,
-    Outcome,
-    classify_exception,
-    classify_response,
-    settled_state,
-)
-from billpay.models.operations import envelope
+from billpay.domain.outcomes import Outcome, classify_exception, classify_response
+from billpay.domain.ports import Conflict, OperationStore, StoreUnavailable, WriteRejected, WriteUnknown
 from billpay.observability import logger
 from billpay.problems import Problem
 
@@ -104,6 +103,71 @@ class Budget:
         return min(self.upstream_timeout, left_in_budget, left_in_lambda)
 
 
+# -- what a write answers ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """Answer with this operation's state (201 / 202 / its problem); `replayed` when read, not made, here."""
+
+    op: Operation
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Answer with this problem and no operation: nothing was recorded under the key (or it is in use)."""
+
+    problem: Problem
+
+
+@dataclass(frozen=True, slots=True)
+class NotSent:
+    """Our own store failed before anything could be sent, and no claim of ours is left: 503
+    service-unavailable without an operation; the same key and body may be sent again."""
+
+    retry_after: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StateUnknown:
+    """Our own store could not tell what it holds: 503 operation-state-unknown WITH the operation as best
+    known, and Retry-After (the lease's end). The client retries with the same key and body."""
+
+    op: Operation
+    retry_after: float
+
+
+WriteResult = Answered | Refused | NotSent | StateUnknown
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A transition's fate: `applied`, and the item as known afterwards (`known` False: even the read that
+    should have told failed, so nothing is known)."""
+
+    applied: bool
+    current: Operation | None
+    known: bool = True
+
+
+def write(store: OperationStore, transition: Transition) -> Written:
+    """Apply `transition`; if its effect is unknown, learn it with one consistent read (never guess)."""
+    try:
+        return Written(True, store.apply(transition))
+    except Conflict as conflict:
+        return Written(False, conflict.current)
+    except WriteUnknown:
+        logger.warning("store write outcome unknown; reading it back", extra={"transition": transition.name})
+        try:
+            current = store.get(transition.operation_id)
+        except StoreUnavailable:
+            logger.exception("could not learn a write's outcome", extra={"transition": transition.name})
+            return Written(False, None, known=False)
+        return Written(transition.applied_in(current), current)
+
+
 def scope_of(request: WriteRequest) -> str:
     try:
         caller = normalise_caller(request.caller_arn)
@@ -123,9 +187,8 @@ def execute_write(
     guard: Callable[[], object] | None = None,
     on_succeeded: Callable[[Operation], None] | None = None,
     clock: Callable[[], float] = time.time,
-) -> Operation:
-    """Run one write to an answer. Returns the operation to answer with (see `answer_status`); raises
-    `Problem` for answers without an operation (reused key, in progress, guard refusal, nothing sent).
+) -> WriteResult:
+    """Run one write to its answer (see `WriteResult`).
 
     `guard` runs after the claim and raises `Problem` to refuse; `on_succeeded` runs once, only when this
     call's own send succeeded (never on a replay), e.g. to keep a container's lookup cache in step.
@@ -152,6 +215,11 @@ def execute_write(
         logger.remove_keys(["operationId"])
 
 
+def _retry_after(op: Operation, now: float) -> float:
+    """Seconds until `op`'s lease ends (at least 1): when a retry can find it settled or reclaimable."""
+    return max((op.lease_until or now) - now, 1.0)
+
+
 def _execute_write(
     request: WriteRequest,
     scope: str,
@@ -164,10 +232,9 @@ def _execute_write(
     guard: Callable[[], object] | None,
     on_succeeded: Callable[[Operation], None] | None,
     clock: Callable[[], float],
-) -> Operation:
+) -> WriteResult:
     started = clock()
-    token = new_lease_token()
-    claim = new_claim(
+    claiming = lifecycle.claim(
         operation_id=op_id,
         kind=request.kind,
         request_hash=request_hash(request.canonical_body),
@@ -175,20 +242,24 @@ def _execute_write(
         upstream_request=request.upstream,
         now=started,
         lease_until=lease_until(started, budget.remaining_millis()),
-        lease_token=token,
+        lease_token=new_lease_token(),
     )
-    claimed = store.claim(claim, started)
-    if not claimed.claimed:
-        assert claimed.existing is not None
-        return replay(claimed.existing, claim.request_hash, clock=clock)
+    claimed = claiming.ours
+    written = write(store, claiming)
+    if not written.known:
+        # Our claim may be stored; if so it is never sent and lapses with its lease.
+        return StateUnknown(claimed, _retry_after(claimed, clock()))
+    if not written.applied:
+        if written.current is None:
+            return NotSent(1.0, "the operation could not be claimed")
+        return replay(written.current, claimed.request_hash, clock=clock)
 
-    logger.info("operation claimed", extra={"kind": claim.kind})
+    logger.info("operation claimed", extra={"kind": claimed.kind})
     try:
         if guard is not None:
             guard()
         prepare_sender(sender)  # e.g. the Codat key: a failure here is still an exit before the send
-        timeout = budget.send_timeout(started, clock())
-        if timeout < MIN_SEND_SECONDS:
+        if budget.send_timeout(started, clock()) < MIN_SEND_SECONDS:
             raise Problem(
                 503,
                 "upstream-unavailable",
@@ -196,27 +267,54 @@ def _execute_write(
                 "The request ran out of time before the write could be sent; nothing was sent.",
                 headers={"Retry-After": "1"},
             )
-        try:
-            sent = store.transition(claim, sent_state(claim, clock()))
-        except LeaseLost as lost:
-            if lost.current is None:
-                raise
-            # Someone else holds the record now (nothing was sent by us): answer from what it returned.
-            return replay(lost.current, claim.request_hash, clock=clock)
+    except Problem as refusal:
+        return _release_then(store, claimed, Refused(refusal), clock)
+    except StoreUnavailable as exc:
+        return _release_then(store, claimed, NotSent(1.0, str(exc)), clock)
     except BaseException:
-        _release_quietly(store, claim)
+        if not _release(store, claimed):
+            logger.exception("exit before the send, and the claim could not be released")
+            return StateUnknown(claimed, _retry_after(claimed, clock()))
         raise
+
+    marking = lifecycle.mark_sent(claimed, clock())
+    written = write(store, marking)
+    if not written.known:
+        # Maybe `sent` (a lease-taker sends it once our lease lapses), maybe still our claim.
+        return StateUnknown(marking.ours, _retry_after(claimed, clock()))
+    if not written.applied:
+        current = written.current
+        if current is not None and same_write(current, claimed):
+            # Not marked: our claim is still there, unsent. Release it; answer as any exit before the send.
+            return _release_then(store, claimed, NotSent(1.0, "the write could not be marked sent"), clock)
+        if current is None:
+            return NotSent(1.0, "the claim is gone; nothing was sent")
+        # Someone else holds the record now (nothing was sent by us): answer from what is there.
+        return replay(current, claimed.request_hash, clock=clock)
+    sent = marking.ours
+
+    timeout = budget.send_timeout(started, clock())
+    if timeout < MIN_SEND_SECONDS:
+        # Learned too late to send: the counted attempt never left, so it is settled as nothing-applied and
+        # due at once; a lease-taker sends it.
+        written = write(store, lifecycle.settle_unsent(sent, clock()))
+        if written.applied and written.current is not None:
+            return Answered(written.current)
+        return StateUnknown(sent, _retry_after(sent, clock()))
+
     settled = send_and_settle(store, sender, sent, timeout=timeout, retry_planner=retry_planner, clock=clock)
-    if settled.status == "succeeded" and on_succeeded is not None:
+    if not settled.known:
+        return StateUnknown(settled.op, _retry_after(sent, clock()))
+    if settled.op.status == "succeeded" and settled.stored and on_succeeded is not None:
         try:
-            on_succeeded(settled)
+            on_succeeded(settled.op)
         except Exception:
             logger.exception("after-success hook failed")
-    return settled
+    return Answered(settled.op)
 
 
-def replay(existing: Operation, hash_: str, *, clock: Callable[[], float] = time.time) -> Operation:
-    """Answer a repeated key from the record read at the claim (DESIGN §3 step 1): no other request.
+def replay(existing: Operation, hash_: str, *, clock: Callable[[], float] = time.time) -> WriteResult:
+    """Answer a repeated key from the record read at the claim: no other request.
 
     `pending` answers 202 whoever holds the lease, even one that expired: the sweeper recovers it."""
     now = clock()
@@ -226,21 +324,26 @@ def replay(existing: Operation, hash_: str, *, clock: Callable[[], float] = time
         extra={"operationId": existing.operation_id, "status": existing.status, "replay": decision.action},
     )
     if decision.action == "reused":
-        raise Problem(
-            422,
-            "idempotency-key-reused",
-            "Idempotency-Key reused",
-            "This Idempotency-Key was already used with another request body; use a new key for a new one.",
+        return Refused(
+            Problem(
+                422,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+                "This Idempotency-Key was already used with another request body; use a new key for a new "
+                "one.",
+            )
         )
     if decision.action == "in_progress":
-        raise Problem(
-            409,
-            "request-in-progress",
-            "Request in progress",
-            "A request with this Idempotency-Key is still being processed; retry after the given time.",
-            headers={"Retry-After": str(decision.retry_after or 1)},
+        return Refused(
+            Problem(
+                409,
+                "request-in-progress",
+                "Request in progress",
+                "A request with this Idempotency-Key is still being processed; retry after the given time.",
+                headers={"Retry-After": str(decision.retry_after or 1)},
+            )
         )
-    return existing
+    return Answered(existing, replayed=True)
 
 
 def attempt(
@@ -261,6 +364,17 @@ def attempt(
         return classify_exception(exc)
 
 
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """After an attempt: the state to answer with; `stored` when that state is the one in the store (else
+    the record is still `sent` under the holder's lease, due again when it lapses); `known` False when even
+    the read that should have told failed."""
+
+    op: Operation
+    stored: bool
+    known: bool = True
+
+
 def send_and_settle(
     store: OperationStore,
     sender: Sender,
@@ -269,11 +383,11 @@ def send_and_settle(
     timeout: float,
     retry_planner: RetryPlanner,
     clock: Callable[[], float] = time.time,
-) -> Operation:
+) -> Settled:
     """Send `op`'s stored request under its stored key, classify the outcome once, settle it.
 
-    The caller holds `op`'s lease in phase `sent` and has counted this attempt in `attempts`. Returns the
-    state to answer with; never raises an `Exception`.
+    The caller holds `op`'s lease in phase `sent` and has counted this attempt in `attempts`. Never raises
+    an `Exception`.
     """
     outcome = attempt(sender, op, timeout=timeout, clock=clock)
     log = {
@@ -286,16 +400,33 @@ def send_and_settle(
     try:
         logger.info("write attempt classified", extra=log)
         now = clock()
-        after = settled_state(op, outcome, now, retry_at=_next_attempt(retry_planner, op, outcome, now))
-        return store.transition(op, after)
-    except LeaseLost as lost:
-        logger.warning("settle found the record changed", extra=log)
-        return lost.current if lost.current is not None else op
+        settling = lifecycle.settle(op, outcome, now, retry_at=_next_attempt(retry_planner, op, outcome, now))
+        return _settle(store, op, settling)
     except Exception:
-        # The record stays `sent` with our lease: it is due when the lease expires, and is recovered then
-        # (this attempt, counted but never settled, can then only end the operation `needs_review`).
+        # The record stays `sent` with our lease: it is due when the lease expires, and is recovered then.
         logger.exception("settle failed; the operation stays pending", extra=log)
-        return op
+        return Settled(op, stored=False)
+
+
+def _settle(store: OperationStore, op: Operation, settling: Transition) -> Settled:
+    """Write a settle: once more if it was not applied, with the minimal fields if the store refuses it."""
+    for _ in range(2):
+        try:
+            written = write(store, settling)
+        except WriteRejected:
+            logger.exception("settle refused by the store; writing the minimal settle")
+            settling = lifecycle.minimal(settling)
+            continue
+        if written.applied and written.current is not None:
+            return Settled(written.current, stored=True)
+        if not written.known:
+            return Settled(op, stored=False, known=False)
+        current = written.current
+        if current is None or not same_write(current, op):
+            # Someone else changed the record (a lease-taker after our lease lapsed): answer what is there.
+            logger.warning("settle found the record changed", extra={"operationId": op.operation_id})
+            return Settled(current or op, stored=False)
+    return Settled(op, stored=False)
 
 
 def _next_attempt(planner: RetryPlanner, op: Operation, outcome: Outcome, now: float) -> float | None:
@@ -311,72 +442,27 @@ def _next_attempt(planner: RetryPlanner, op: Operation, outcome: Outcome, now: f
         return now + (outcome.retry_after or 0.0)
 
 
-def _release_quietly(store: OperationStore, claim: Operation) -> None:
-    try:
-        store.release(claim)
-    except Exception:
-        # The claim expires anyway (lease, then a 1-day TTL): the key is reusable once the lease is over.
-        logger.exception("could not release a claim", extra={"operationId": claim.operation_id})
+def _release(store: OperationStore, claimed: Operation) -> bool:
+    """Release a claim; True once it is confirmed gone (ours no longer stored), else False."""
+    releasing = lifecycle.release(claimed)
+    for _ in range(2):
+        try:
+            written = write(store, releasing)
+        except Exception:
+            logger.exception("could not release a claim", extra={"operationId": claimed.operation_id})
+            return False
+        if written.applied:
+            return True
+        if not (written.known and written.current is not None and same_write(written.current, claimed)):
+            return False
+        # Our claim is still there untouched (the delete's effect was unknown, and it was not applied): again.
+    return False
 
 
-# -- the answer ----------------------------------------------------------------------------------------------
-
-
-def answer_status(op: Operation) -> int:
-    """201 succeeded, 202 pending; for failed/needs_review see `ended_problem`."""
-    return {"succeeded": 201, "pending": 202}.get(op.status, 0)
-
-
-def ended_problem(op: Operation, envelope: dict[str, Any]) -> Problem:
-    """The problem a `failed` or `needs_review` operation answers with, carrying the envelope."""
-    error = dict(op.error or UNAVAILABLE.to_error())
-    if op.status == "needs_review":
-        error = {**error, "status": 502, "type": "upstream-outcome-unknown"}
-    upstream = error.get("upstream")
-    return Problem(
-        int(error.get("status", 502)),
-        str(error.get("type", "upstream-outcome-unknown")),
-        str(error.get("title", "Upstream error")),
-        str(error.get("detail", "")),
-        upstream=upstream if isinstance(upstream, dict) and "statusCode" in upstream else None,
-        operation=envelope,
-    )
-
-
-def idempotency_key(headers: Mapping[str, str] | None) -> str:
-    """The client's `Idempotency-Key` (name matched case-insensitively), or the 400 to answer."""
-    value = None
-    for name, candidate in (headers or {}).items():
-        if name.lower() == "idempotency-key":
-            value = candidate
-    if value is None:
-        raise Problem(
-            400,
-            "idempotency-key-missing",
-            "Idempotency-Key missing",
-            "Every POST needs an Idempotency-Key header: one value per intended write, reused on retries.",
-        )
-    reason = validate_idempotency_key(value)
-    if reason is not None:
-        raise Problem(
-            400,
-            "validation-error",
-            "Invalid request",
-            f"Idempotency-Key {reason}.",
-            errors=[
-                {"location": "header", "field": "Idempotency-Key", "message": reason, "type": "value_error"}
-            ],
-        )
-    return value
-
-
-def answer(op: Operation, *, location: str, type_base: str) -> tuple[int, dict[str, str], dict[str, Any]]:
-    """(status, headers, envelope) for a `succeeded` (201) or `pending` (202 + Location) operation;
-    raises the problem (with the envelope as `operation`) for `failed` and `needs_review`."""
-    body = envelope(op, type_base)
-    status = answer_status(op)
-    if status == 201:
-        return 201, {}, body
-    if status == 202:
-        return 202, {"Location": location}, body
-    raise ended_problem(op, body)
+def _release_then(
+    store: OperationStore, claimed: Operation, result: WriteResult, clock: Callable[[], float]
+) -> WriteResult:
+    """`result` once the release is confirmed; else 503 operation-state-unknown with the claim."""
+    if _release(store, claimed):
+        return result
+    return StateUnknown(claimed, _retry_after(claimed, clock()))
