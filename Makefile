@@ -21,6 +21,7 @@ ENV       ?= default
 help:
 	@echo "make run    — start the whole system locally (API :3000, Codat sandbox :4100, AWS emulator :4566)"
 	@echo "make test   — lint, typecheck and the full test suite"
+	@echo "make unit | integration — the unit tier alone (no servers) | the tests against local servers"
 	@echo "make bench  — benchmarks; writes bench/results.json and bench/RESULTS.md"
 	@echo "make drill [N=200] — exactly-once drill under random faults; writes bench/drill.json"
 	@echo "make openapi — regenerate docs/openapi.json from the handlers"
@@ -46,6 +47,14 @@ typecheck: $(STAMP)
 
 test: $(STAMP) lint typecheck
 	$(PY) -m pytest -q
+
+# The unit tier alone: no server, no network (tests/unit/conftest.py refuses connections).
+unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+# Everything that talks to real local servers: the Codat sandbox, the AWS emulator, the whole stack.
+integration: $(STAMP)
+	$(PY) -m pytest -q tests/sandbox tests/integration tests/contract
 
 bench: $(STAMP)
 	PYTHONPATH=layers/billpay $(PY) -m bench $(SECTIONS)

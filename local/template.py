@@ -137,14 +137,6 @@ class FunctionSpec:
     def code_dir(self) -> Path:
         return (self.base_dir / self.code_uri).resolve()
 
-    @property
-    def handler_module(self) -> str:
-        return self.handler.rsplit(".", 1)[0]
-
-    @property
-    def handler_function(self) -> str:
-        return self.handler.rsplit(".", 1)[1]
-
 
 def logical_id_of(value: Any) -> str | None:
     """The resource a `Ref`/`GetAtt` points at, or None for anything else."""

@@ -7,8 +7,8 @@ Money-safety invariants kept here:
 - the next attempt is never scheduled before the upstream's `Retry-After`;
 - an operation ends `failed` (the client may resubmit under a new key) only when every attempt taken was
   settled as nothing-applied; any doubt ends it `needs_review`;
-- the window must close well before Codat forgets the idempotency key, or a late retry under the same key
-  could be recorded a second time.
+- the window must close well before Codat forgets the idempotency key (the settings refuse one that does
+  not), or a late retry under the same key could be recorded a second time.
 """
 
 from __future__ import annotations
@@ -17,10 +17,6 @@ import math
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-# DESIGN §4: start-up refuses a window within 10 minutes of Codat's key cache lifetime. The margin covers
-# the last attempt's own duration (a lease runs at most to a Lambda deadline + 5 s) and clock skew.
-KEY_CACHE_MARGIN_SECONDS = 600.0
-
 EndStatus = Literal["failed", "needs_review"]
 
 
@@ -28,10 +24,6 @@ class UniformSource(Protocol):
     """The one method of `random.Random` the policy needs (a seeded one in tests)."""
 
     def uniform(self, a: float, b: float) -> float: ...
-
-
-class RetryWindowTooLong(ValueError):
-    """The configured retry window could outlive Codat's idempotency cache: refuse to start."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,17 +91,3 @@ def end_status(*, attempts: int, clear_attempts: int) -> EndStatus:
         # Should never happen; if the record is inconsistent, a person looks rather than us guessing.
         return "needs_review"
     return "failed" if clear_attempts == attempts else "needs_review"
-
-
-def check_window_against_key_cache(window_seconds: float, key_cache_seconds: float) -> None:
-    """Refuse a retry window that ends within 10 minutes of Codat's idempotency cache lifetime.
-
-    Raises RetryWindowTooLong with a message naming both settings, for the settings validator to surface.
-    """
-    limit = key_cache_seconds - KEY_CACHE_MARGIN_SECONDS
-    if window_seconds > limit:
-        raise RetryWindowTooLong(
-            f"BILLPAY_RETRY_WINDOW_SECONDS={window_seconds:g} must be at most "
-            f"BILLPAY_UPSTREAM_KEY_CACHE_SECONDS - {KEY_CACHE_MARGIN_SECONDS:g} = {limit:g}: a retry "
-            "after Codat forgot the idempotency key could record the payment twice"
-        )
