@@ -1,8 +1,8 @@
 """Every interleaving of our own side's faults, on the fake store with a fake clock
 (docs/contract.md, Operation life cycle).
 
-For each transition a payment goes through, × {not applied, applied but the answer lost} × {the request
-goes on, the process dies there}: the client follows the client rule (any 5xx or lost answer → the same
+For each transition a payment goes through, crossed with {not applied, applied but the answer lost} and
+{the request goes on, the process dies there}: the client follows the client rule (any 5xx or lost answer → the same
 key and body again), the sweeper and the retry worker recover what is left, and in the end
 - Codat recorded the payment at most once, and exactly once if our record says `succeeded`;
 - nothing is left `pending` (every operation ends, or was never recorded and is gone);
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from billpay.domain.operations import KIND_BILL_PAYMENT, Operation, UpstreamRequest
-from billpay.domain.outcomes import Outcome
+from billpay.domain.outcomes import Outcome, classify_response
 from billpay.domain.ports import StoreUnavailable
 from billpay.domain.retry_policy import RetryPolicy
 from billpay.problems import Problem
@@ -56,7 +56,7 @@ def _request(key: str = "invoice-1") -> WriteRequest:
         path_params=("co", "conn", "bill-1"),
         client_key=key,
         canonical_body={"amount": "10"},
-        upstream=UpstreamRequest("POST", "/companies/co/connections/conn/payables/bills/bill-1/payment", b"{}"),
+        upstream=UpstreamRequest("POST", "/companies/co/connections/conn/payables/bills/b/payment", b"{}"),
     )
 
 
@@ -358,8 +358,6 @@ def test_the_worker_computes_its_lease_after_a_slow_key_fetch() -> None:
 
 def test_outcome_classes_used_above_are_what_the_table_says() -> None:
     # A guard against the scenario scripts drifting from the classification they rely on.
-    from billpay.domain.outcomes import classify_response
-
     maybe: Outcome = classify_response(504, {}, b"{}", earlier_correlation_ids=(), now=0.0)
     refused: Outcome = classify_response(401, {}, b"{}", earlier_correlation_ids=(), now=0.0)
     assert maybe.cls == "maybe_applied" and refused.end == "failed"

@@ -1,6 +1,7 @@
-"""The operation record's pure rules (DESIGN §3): key scope, ids, request hash, states, and replays.
+"""The operation record's pure rules: key scope, ids, request hash, the record, and replays
+(docs/contract.md, Idempotency key and scope). Its transitions are in `billpay.domain.lifecycle`.
 
-No AWS, no HTTP library: the DynamoDB adapter stores `Operation`s, the service drives the state machine.
+No AWS, no HTTP library: the DynamoDB adapter stores `Operation`s.
 
 Money-safety invariants kept here:
 - one client key in one scope maps to one `operationId` and one upstream GUID, forever (golden-tested);
@@ -49,7 +50,7 @@ UPSTREAM_KEY_NAMESPACE: Final = uuid.UUID("1e0c791c-5103-4230-acc1-7a4ad6f95e46"
 IDEMPOTENCY_KEY_MAX_LENGTH: Final = 255
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 
-# A lease runs to its holder's Lambda deadline plus this margin (DESIGN §3), never a shorter budget.
+# A lease runs to its holder's Lambda deadline plus this margin, never a shorter budget.
 LEASE_MARGIN_SECONDS: Final = 5.0
 # A `guarding` claim left by a crash is reclaimable once its lease expires and gone after a day.
 GUARDING_TTL_SECONDS: Final = 86_400
@@ -302,7 +303,7 @@ def iso_timestamp(epoch_seconds: float) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """One write: the idempotency record and its durable state. Field names are DESIGN §3's attributes.
+    """One write: the idempotency record and its durable state. Field names are the item's attributes.
 
     Times that conditions compare (`leaseUntil`, `nextAttemptAt`, `firstAttemptAt`, `expiresAt`, `dueAt`)
     are epoch seconds; `createdAt`/`updatedAt` are ISO 8601 for people and the envelope.
@@ -371,7 +372,7 @@ class ReplayDecision:
 
 
 def decide_replay(existing: Operation, request_hash: str, now: float) -> ReplayDecision:
-    """What the one read of an existing record answers (DESIGN §3, step 1): never a guard, never Codat.
+    """What the one read of an existing record answers: never a guard, never Codat.
 
     - another body under the key → `reused` (422);
     - a live `sync` lease on an unfinished record → `in_progress` (409 + Retry-After): the first request
