@@ -2,8 +2,8 @@
 (docs/contract.md, Operation life cycle).
 
 For each transition a payment goes through, crossed with {not applied, applied but the answer lost} and
-{the request goes on, the process dies there}: the client follows the client rule (any 5xx or lost answer → the same
-key and body again), the sweeper and the retry worker recover what is left, and in the end
+{the request goes on, the process dies there}: the client follows the client rule (any 5xx or lost
+answer → the same key and body again), the sweeper and the retry worker recover what is left, and in the end
 - Codat recorded the payment at most once, and exactly once if our record says `succeeded`;
 - nothing is left `pending` (every operation ends, or was never recorded and is gone);
 - no answer without `operation` was given after a claim unless nothing of it is left.
