@@ -1,4 +1,4 @@
-"""When to try a keyed write again, and how it ends when the retry window closes (DESIGN §4).
+"""When to try a keyed write again, and how it ends when the retry window closes (docs/contract.md, Retries).
 
 Pure rules: no clock, no randomness source of its own, no AWS. Callers pass `now` (epoch seconds) and a
 `random.Random`-like object, so the rules are testable exactly and property-testable.
@@ -17,8 +17,9 @@ import math
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-# DESIGN §4: start-up refuses a window within 10 minutes of Codat's key cache lifetime. The margin covers
-# the last attempt's own duration (a lease runs at most to a Lambda deadline + 5 s) and clock skew.
+# docs/contract.md, Retries: start-up refuses a window within 10 minutes of Codat's key cache lifetime.
+# The margin covers the last attempt's own duration (a lease runs at most to a Lambda deadline + 5 s)
+# and clock skew.
 KEY_CACHE_MARGIN_SECONDS = 600.0
 
 EndStatus = Literal["failed", "needs_review"]
