@@ -3,7 +3,7 @@
 AWS glue only: validates the body (BankAccountCreate), the path and the Idempotency-Key, then runs the
 write flow (`billpay.service.write_operation`). The guard is the light one: the company and connection
 must exist (a cached lookup); Codat judges the account itself, and a refusal there ends the operation
-`failed`. Answers 201/202 with the operation envelope, or a problem (DESIGN §2's table).
+`failed`. Answers 201/202 with the operation envelope, or a problem (docs/contract.md, Status codes).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 AWS glue only: validates the body (BillPaymentCreate), the path and the Idempotency-Key, then runs the
 write flow (`billpay.service.write_operation`) with the payment guards after the claim. Answers 201/202
-with the operation envelope, or a problem (DESIGN §2's table).
+with the operation envelope, or a problem (docs/contract.md, Status codes).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""RetryWorkerFunction: SQS retry queue → one upstream attempt per leased operation (DESIGN §4).
+"""RetryWorkerFunction: SQS retry queue → one upstream attempt per leased operation (contract: Retries).
 
 AWS glue only. Each record is handled by `billpay.service.retry.process_message`; a record is reported in
 `batchItemFailures` only when it raised an unexpected exception before the lease was taken (e.g. DynamoDB

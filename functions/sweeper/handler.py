@@ -1,4 +1,4 @@
-"""SweeperFunction: the one scheduler of retries, on a one-minute schedule (DESIGN §4).
+"""SweeperFunction: the one scheduler of retries, on a one-minute schedule (docs/contract.md, Retries).
 
 AWS glue only: `billpay.service.sweep.Sweeper` pages through the due operations, takes each one's lease on
 the base item, ends those past the retry window, enqueues the rest, and publishes the `NeedsReviewOpen` and

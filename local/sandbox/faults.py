@@ -1,4 +1,6 @@
-"""Injected faults (DESIGN §6): `POST /_sandbox/faults` arms one, the next `times` matching requests get it.
+"""Injected faults: `POST /_sandbox/faults` arms one, the next `times` matching requests get it.
+
+The fault kinds and their effects: docs/contract.md, Local stack.
 
 Two families, because they sit at different places in Codat's stack:
 

@@ -1,4 +1,4 @@
-"""Codat's idempotency layer for keyed POSTs (DESIGN §4).
+"""Codat's idempotency layer for keyed POSTs (docs/contract.md, Outcome table).
 
 A keyed request's answer is cached for `ttl_seconds` after it was given and replayed byte for byte (same
 `correlationId`), 4xx and 5xx included; a second request while the first is executing gets 409; the same

@@ -3,7 +3,7 @@
 `demo` (the default) is what a developer sees on day one and what tests and drills run against; `large`
 adds bulk bills and companies for benchmarks. The README's "Seeded sandbox data" section lists these ids.
 
-Every guard of DESIGN §2 is reachable from the demo seed:
+Every guard (docs/contract.md, Guards) is reachable from the demo seed:
 
 | guard                    | how to reach it                                                           |
 |--------------------------|---------------------------------------------------------------------------|

@@ -1,4 +1,4 @@
-"""template.yaml is the product as much as the code (issue 6, DESIGN §7): these tests read the parsed
+"""template.yaml is the product as much as the code (docs/deploy.md): these tests read the parsed
 template and hold it to its security and operations promises, whatever function is added next.
 
 The template is parsed with the local stack's loader (`local.template`), so both read it the same way.
@@ -26,7 +26,7 @@ FUNCTIONS = resources_of_type(TEMPLATE, "AWS::Serverless::Function")
 # API Gateway abandons an integration after 29 s.
 API_GATEWAY_TIMEOUT_SECONDS = 29
 
-# The functions that call Codat, and so the only ones that may read its key (DESIGN §5, issue 6).
+# The functions that call Codat, and so the only ones that may read its key (least privilege).
 CODAT_CALLERS = {
     "ListBankAccountsFunction",
     "CreateBankAccountFunction",
@@ -211,7 +211,7 @@ def test_every_route_is_on_our_api_and_none_overrides_iam() -> None:
 
 
 def test_api_routes_are_the_designed_ones() -> None:
-    """Every declared route is one of DESIGN §2's (the local-only /openapi.json is not deployed)."""
+    """Every declared route is one of the contract's API routes (the local-only /openapi.json is not one)."""
     designed = {
         ("GET", "/companies/{companyId}/connections/{connectionId}/payables/bankAccounts"),
         ("POST", "/companies/{companyId}/connections/{connectionId}/payables/bankAccounts"),

@@ -1,4 +1,4 @@
-"""The deployed stack answers as the local one does (DESIGN §2, §7): run with BILLPAY_E2E_STACK=<stack>.
+"""The deployed stack answers as the local one does (contract: API): run with BILLPAY_E2E_STACK=<stack>.
 
 Read-only by default: a signed list, the 403 of an unsigned or tampered request, a 400 that never reaches
 Codat, a 404 operation. The write scenarios (a payment, its replay, its status, a reused key) run only with

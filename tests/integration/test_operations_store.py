@@ -1,4 +1,6 @@
-"""The operation record store against moto in server mode, tables from template.yaml (DESIGN §3)."""
+"""The operation record store against moto in server mode, tables from template.yaml.
+
+Contract: Operation life cycle."""
 
 from __future__ import annotations
 
@@ -226,7 +228,7 @@ def test_release_of_a_guarding_claim_cannot_delete_a_sent_record(store: Operatio
 
 def test_release_never_deletes_a_sent_record_even_with_its_own_token(store: OperationStore) -> None:
     # Once marked sent, a request may have reached Codat: the record is never deleted, whoever asks
-    # (DESIGN §3). Only a `guarding` claim is ever released.
+    # (contract: Operation life cycle, release). Only a `guarding` claim is ever released.
     claim = _claim()
     store.claim(claim, NOW)
     sent = store.transition(claim, sent_state(claim, NOW))

@@ -1,7 +1,7 @@
 """Retries through the whole local stack (gateway, emulator, sandbox, SQS poller, sweeper), with compressed
-timings and the sandbox's `/_sandbox/faults` (DESIGN §4): every fault reaches its right end state with one
-record (none for `failed`), replays answer it with DESIGN §2's status, and crashes, lost and poison messages
-and concurrent duplicates still end once."""
+timings and the sandbox's `/_sandbox/faults` (contract: Retries, Outcome table): every fault reaches its
+right end state with one record (none for `failed`), replays answer it with the contract's status code,
+and crashes, lost and poison messages and concurrent duplicates still end once."""
 
 from __future__ import annotations
 

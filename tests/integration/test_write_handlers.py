@@ -2,8 +2,8 @@
 
 Faster and more direct than through the gateway (tests/integration/test_writes.py covers that path):
 these pin the handler glue — key header rules, status codes, problem bodies, Location, the sample
-events — and the synchronous side of DESIGN §4, one row at a time (the retries themselves, through the
-sweeper and the retry worker, are tests/integration/test_retries.py).
+events — and the synchronous side of the contract's Outcome table, one row at a time (the retries
+themselves, through the sweeper and the retry worker, are tests/integration/test_retries.py).
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def test_a_bad_body_never_reaches_codat(env: Any) -> None:
     assert env.payments() == []
 
 
-# -- outcomes (DESIGN §4): a transient outcome settles `pending` (202 + Location) for the sweeper ----------
+# -- outcomes (contract: Outcome table): a transient one settles `pending` (202 + Location) for the sweeper --
 
 
 def test_a_codat_400_fails_with_422_and_the_operation(env: Any) -> None:

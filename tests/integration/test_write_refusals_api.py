@@ -1,7 +1,7 @@
 """Refusals through the whole local stack: every guard and every kind of malformed body answers a problem,
 records nothing upstream, never a 5xx — and a guard's refusal leaves the key free for the corrected body.
 
-(DESIGN §2 "Guards before a payment is written", §3 step 2; issue 9.)
+(contract: Guards, and its rule for every exit before the send.)
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def live(stack: Stack) -> Stack:
     return stack
 
 
-# (what, bill, refused body, problem type, corrected body) — in DESIGN §2's order of the guards
+# (what, bill, refused body, problem type, corrected body) — in the order of the contract's Guards table
 GUARDS = [
     ("account unknown", OPEN_BILL, payment(UNKNOWN_ACCOUNT_ID), "account-not-found", payment()),
     ("account archived", OPEN_BILL, payment(ACCOUNT_GBP_ARCHIVED), "account-inactive", payment()),

@@ -1,7 +1,7 @@
 """Idempotent writes through the whole local stack: gateway → handler workers → moto → Codat sandbox.
 
-What issue 9 must show, end to end: one key is one operation and at most one upstream record, whatever
-the replays, concurrency, callers, upstream faults or crashes (DESIGN §3, §4).
+What must hold end to end: one key is one operation and at most one upstream record, whatever
+the replays, concurrency, callers, upstream faults or crashes (contract: Operation life cycle, Outcome table).
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def test_a_guard_refusal_records_nothing_and_releases_the_key(live: Stack) -> No
     assert len(live.payments()) == 1
 
 
-# -- DESIGN §4's table, row by row ------------------------------------------------------------------------
+# -- contract: Outcome table, row by row ---------------------------------------------------------------------
 
 ROWS = [
     # (fault, first HTTP answer, its problem type, end status, upstream records at the end)

@@ -1,4 +1,4 @@
-"""Injected faults (DESIGN §6): each kind, its matching, its consumption, and what it leaves behind."""
+"""Injected faults (contract: Local stack): each kind, its matching, its use, and what it leaves behind."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Codat's idempotency semantics as the sandbox models them (DESIGN §4, §6)."""
+"""Codat's idempotency semantics as the sandbox models them (contract: Outcome table, Local stack)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The seed has what DESIGN §6 and the drills need, with the fixed ids the README lists."""
+"""The seed has what the guards, the local stack and the drills need, with the fixed ids the README lists."""
 
 from __future__ import annotations
 

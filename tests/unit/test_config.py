@@ -1,4 +1,4 @@
-"""Settings: DESIGN §5 variables, defaults, clear errors, caching."""
+"""Settings: the contract's Configuration variables, defaults, clear errors, caching."""
 
 from __future__ import annotations
 

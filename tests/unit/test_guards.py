@@ -1,4 +1,4 @@
-"""The payment guards (DESIGN §2) as pure rules: each refusal, their order, and what a pass guarantees."""
+"""The payment guards (contract: Guards) as pure rules: each refusal, their order, what a pass guarantees."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The operation record's pure rules: scope, ids, hash, states, replays (DESIGN §3)."""
+"""The operation record's pure rules: scope, ids, hash, states, replays.
+
+Contract: Idempotency key and scope, Operation life cycle.
+"""
 
 from __future__ import annotations
 

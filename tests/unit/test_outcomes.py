@@ -1,4 +1,4 @@
-"""Every row of DESIGN §4's outcome table, classified in one place, and the state each attempt leaves."""
+"""Every row of the contract's Outcome table, classified in one place, and the state each attempt leaves."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The retry policy (DESIGN §4): full-jitter backoff, Retry-After floor, cap, window and end decisions."""
+"""The retry policy (contract: Retries): full-jitter backoff, Retry-After floor, cap, window, end rules."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Settings: every environment variable of DESIGN §5, validated once per cold start.
+"""Settings: every environment variable of docs/contract.md (Configuration), validated once per cold start.
 
 `get_settings()` builds the model from `os.environ` on first call and caches it, so a bad configuration
 fails loudly on the first invocation instead of deep inside a request. Tests change the environment and
@@ -70,7 +70,7 @@ class Settings(BaseModel):
     operations_table_name: str | None = None
     retry_queue_url: str | None = None
 
-    # Retries (DESIGN §4): window from the first attempt, exponential backoff with full jitter.
+    # Retries (docs/contract.md, Retries): window from the first attempt, backoff with full jitter.
     retry_window_seconds: PositiveSeconds = 4800.0
     retry_base_delay_seconds: PositiveSeconds = 5.0
     retry_max_delay_seconds: PositiveSeconds = 600.0

@@ -1,4 +1,6 @@
-"""The retry queue (SQS): the sweeper's hand-off of a leased operation to the retry worker (DESIGN §4).
+"""The retry queue (SQS): the sweeper's hand-off of a leased operation to the retry worker.
+
+See docs/contract.md, Retries.
 
 A message carries only the operation id and the lease token the sweeper took: the operation record is the
 state, the message is a nudge. A message that is lost, late or duplicated is harmless — the worker acts only

@@ -1,16 +1,16 @@
 """ISO 4217 currency codes: the shape of a code, which codes name no payable currency, and minor units.
 
-Pure data, no I/O. The precision guard (DESIGN §2) needs to know how many decimals an amount may carry in
-the bill's currency; the currency guard needs to know when a code says "no currency".
+Pure data, no I/O. The precision guard (docs/contract.md, Guards) needs to know how many decimals an
+amount may carry in the bill's currency; the currency guard needs to know when a code says "no currency".
 
-Decisions (DESIGN is silent on them):
+Decisions (the contract is silent on them):
 - Only the exceptions to "2 decimals" are listed. ISO 4217 gives most currencies 2 minor units, and the
   accounting platforms Codat fronts (QuickBooks, Xero, ...) default custom or unlisted currencies to 2 as
   well, so an active code missing from these tables is treated as 2. Adding a code here is the fix if a
   platform ever reports one with other precision.
 - ISO 4217's codes with no minor unit ("N.A.": precious metals, SDR, bond-market units, the test code
   XTS and XXX, "no currency") are not currencies a bill can be paid in. The guards treat them like
-  DESIGN's `XXX`: `currency-unknown`, never a guess at precision.
+  `XXX` itself: `currency-unknown`, never a guess at precision.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""The guards before a payment is written (DESIGN §2): pure rules over the request and the looked-up facts.
+"""The guards before a payment is written: pure rules over the request and the looked-up facts.
 
-Checked in DESIGN's order; the first refusal wins and is returned as a `Problem` (never raised here, so
-the service can decide whether a refusal needs re-checking against fresh data first):
+Checked in the order of docs/contract.md, Guards; the first refusal wins and is returned as a `Problem`
+(never raised here, so the service can decide whether a refusal needs re-checking against fresh data first):
 
  1. unknown company or connection                         → 404 `not-found`
  2. `accountRef.id` not among the connection's accounts    → 422 `account-not-found`
@@ -19,7 +19,7 @@ B; `currencyRate` is base units per one bill unit; a payment may involve at most
 Step 6's A ∈ {B, C} is exactly that rule: the only currencies in play are then B and C, so at most one of
 them (B) is non-base.
 
-Decisions where DESIGN is silent:
+Decisions where the contract was silent (now rows of its Guards table):
 - An account whose status is anything but `Active` (Codat's enum is Active | Archived; a null or new
   value included) is `account-inactive`: money does not leave an account we cannot see is open.
 - A bill returned with a status other than Open / PartiallyPaid is `bill-not-payable`, even though it
@@ -30,7 +30,7 @@ Decisions where DESIGN is silent:
 - B = C with a `currencyRate` other than 1 (say 0.78 on a GBP bill in a GBP company) is
   `currency-mismatch`: a rate claims a second currency that the payment does not have, and the ledger
   would book a base amount that is not the amount paid. A rate of exactly 1 (1, 1.0, 1.000) is accepted,
-  as DESIGN says.
+  as the contract says.
 """
 
 from __future__ import annotations

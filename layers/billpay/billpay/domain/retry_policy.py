@@ -1,4 +1,4 @@
-"""When to try a keyed write again, and how it ends when the retry window closes (DESIGN §4).
+"""When to try a keyed write again, and how it ends when the retry window closes (docs/contract.md, Retries).
 
 Pure rules: no clock, no randomness source of its own, no AWS. Callers pass `now` (epoch seconds) and a
 `random.Random`-like object, so the rules are testable exactly and property-testable.

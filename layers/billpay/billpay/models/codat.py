@@ -27,7 +27,7 @@ BankAccountStatus = Literal["Active", "Archived"]
 BankAccountType = Literal["Unknown", "Credit", "Debit"]
 BillStatus = Literal["Unknown", "Open", "PartiallyPaid", "Paid", "Void", "Draft"]
 
-# Bills a payment may be recorded against (DESIGN §2).
+# Bills a payment may be recorded against (docs/contract.md, Guards).
 PAYABLE_BILL_STATUSES: tuple[BillStatus, ...] = ("Open", "PartiallyPaid")
 
 

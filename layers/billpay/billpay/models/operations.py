@@ -1,4 +1,4 @@
-"""The operation envelope every write answers with, and `GET /operations/{id}` returns (DESIGN §2).
+"""The operation envelope every write answers with, and `GET /operations/{id}` returns (contract: API).
 
 ```json
 {"operationId": "…", "kind": "billPayment", "status": "succeeded", "attempts": 1,
@@ -80,7 +80,7 @@ def _error(op: Operation, type_base: str) -> dict[str, Any] | None:
 
 
 def envelope(op: Operation, type_base: str) -> dict[str, Any]:
-    """The envelope as a plain dict (the order of DESIGN §2), ready to serialise."""
+    """The envelope as a plain dict (the order of docs/contract.md, API), ready to serialise."""
     return {
         "operationId": op.operation_id,
         "kind": op.kind,

@@ -2,10 +2,10 @@
 
 `check_payment(...)` answers a `PaymentContext` when the payment may be sent, and raises the `Problem`
 to answer otherwise; `check_bank_account(...)` does the same for a new bank account. Both are called by
-the write flow AFTER the claim and never on a replay (DESIGN §3); whatever they raise, nothing has been
-sent, and the caller releases the key.
+the write flow AFTER the claim and never on a replay (docs/contract.md, Guards); whatever they raise,
+nothing has been sent, and the caller releases the key.
 
-Lookups (DESIGN §2):
+Lookups (docs/contract.md, Guards):
 - accounts: `get-mapping-options-payments` with `statusQuery=status=Active||status=Archived` (an archived
   account must be told apart from an unknown one), paged until the account turns up;
 - company information: `get-company-information`, for the base currency;
@@ -71,7 +71,7 @@ ConnectionKey = tuple[str, str]
 
 
 def connection_key(company_id: str, connection_id: str) -> ConnectionKey:
-    # Codat ids are UUIDs, lower-cased before use (DESIGN §2): one cache entry whatever the caller's case.
+    # Codat ids are UUIDs, lower-cased before use (contract: API): one cache entry whatever the caller's case.
     return (company_id.lower(), connection_id.lower())
 
 
@@ -242,7 +242,7 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def budget_problem() -> Problem:
-    """The lookups could not finish inside the time budget (DESIGN §2): 503, nothing sent."""
+    """The lookups could not finish inside the time budget (docs/contract.md, Guards): 503, nothing sent."""
     return Problem(
         503,
         "upstream-unavailable",
@@ -540,8 +540,9 @@ def check_bank_account(
 ) -> BankAccountContext:
     """The guard before a bank account is created: the company and connection must exist (else 404).
 
-    One cached `get-company-information`; its read failures are DESIGN's read problems. The request's
-    shape was validated already; Codat judges the rest (a refusal there is an operation `failed`).
+    One cached `get-company-information`; its read failures answer as the read rows of docs/contract.md,
+    Status codes. The request's shape was validated already; Codat judges the rest (a refusal there is an
+    operation `failed`).
     """
     del request  # nothing in the body needs looking up; kept for a stable interface
     cache = lookup_cache() if cache is None else cache

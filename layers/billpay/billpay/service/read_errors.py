@@ -1,4 +1,4 @@
-"""The one mapping of a failed Codat read to our answer (DESIGN §2, reads row).
+"""The one mapping of a failed Codat read to our answer (docs/contract.md, Status codes: the read rows).
 
 401/402/403 → 502 `upstream-rejected`; 429 → 503 `upstream-rate-limited` (+ Retry-After); 5xx or a failed
 connection → 502 `upstream-unavailable`; a timeout → 504 `upstream-unavailable`; 404 → 404 `not-found`.
