@@ -27,6 +27,7 @@ from billpay.service.write_operation import (
     Answered,
     Budget,
     NotSent,
+    QueueHandOff,
     Refused,
     StateUnknown,
     WriteRequest,
@@ -74,6 +75,29 @@ class World:
     def planner(self) -> PolicyPlanner:
         return PolicyPlanner(self.policy, random.Random(7))
 
+    def hand_off(self) -> QueueHandOff:
+        return QueueHandOff(self.queue, 90.0)
+
+    def worker(self, sender: Any = None) -> RetryWorker:
+        return RetryWorker(
+            store=self.store.process(),
+            sender=sender or self.codat,
+            planner=self.planner(),
+            upstream_timeout=8.0,
+            hand_off=self.hand_off(),
+            clock=self.clock,
+        )
+
+    def deliver(self) -> None:
+        """Every message sent so far, each to a worker of its own (a process that may die)."""
+        for message in self.queue.drain():
+            try:
+                self.worker().process_message(
+                    message.to_body(), remaining_millis=self.remaining(self.clock())
+                )
+            except (ProcessDied, RuntimeError, StoreUnavailable):
+                continue  # SQS redelivers; the lease lapses and the sweeper finds it again
+
     def remaining(self, started: float) -> Any:
         return lambda: max(int(LAMBDA_MILLIS - (self.clock() - started) * 1000), 0)
 
@@ -87,6 +111,7 @@ class World:
                 budget=Budget(self.remaining(self.clock()), 15.0, 8.0),
                 retry_planner=self.planner(),
                 guard=guard,
+                hand_off=self.hand_off(),
                 clock=self.clock,
             )
         except ProcessDied:
@@ -122,22 +147,12 @@ class World:
                 policy=self.policy,
                 clock=self.clock,
             )
+            self.deliver()  # hand-offs, due within the 30 s just passed
             try:
                 sweeper.sweep(remaining_millis=self.remaining(self.clock()))
             except ProcessDied:
                 continue
-            for message in self.queue.drain():
-                worker = RetryWorker(
-                    store=self.store.process(),
-                    sender=self.codat,
-                    planner=self.planner(),
-                    upstream_timeout=8.0,
-                    clock=self.clock,
-                )
-                try:
-                    worker.process_message(message.to_body(), remaining_millis=self.remaining(self.clock()))
-                except (ProcessDied, RuntimeError, StoreUnavailable):
-                    continue  # SQS redelivers; the lease lapses and the sweeper finds it again
+            self.deliver()
 
     def check(self) -> None:
         records = sum(self.codat.records.values())
@@ -317,7 +332,8 @@ def test_the_worker_computes_its_lease_after_a_slow_key_fetch() -> None:
     world = World()
     world.codat.script.append(Answer(503, {}, b'{"statusCode": 503}'))
     world.post(_request())
-    world.clock.advance(60)
+    world.queue.drain()  # the hand-off message is lost: the sweeper recovers once its lease lapses
+    world.clock.advance(200)
     sweeper = Sweeper(
         store=world.store.process(),
         index=world.store.process(),
@@ -343,14 +359,7 @@ def test_the_worker_computes_its_lease_after_a_slow_key_fetch() -> None:
     def remaining() -> int:
         return max(int((deadline - world.clock()) * 1000), 0)
 
-    worker = RetryWorker(
-        store=world.store.process(),
-        sender=SlowKey(),
-        planner=world.planner(),
-        upstream_timeout=8.0,
-        clock=world.clock,
-    )
-    processed = worker.process_message(message.to_body(), remaining_millis=remaining)
+    processed = world.worker(SlowKey()).process_message(message.to_body(), remaining_millis=remaining)
     assert processed.disposition == "settled" and processed.status == "succeeded"
     (op,) = world.store.items.values()
     assert op.updated_at  # settled by the worker that held the lease
@@ -361,3 +370,42 @@ def test_outcome_classes_used_above_are_what_the_table_says() -> None:
     maybe: Outcome = classify_response(504, {}, b"{}", earlier_correlation_ids=(), now=0.0)
     refused: Outcome = classify_response(401, {}, b"{}", earlier_correlation_ids=(), now=0.0)
     assert maybe.cls == "maybe_applied" and refused.end == "failed"
+
+
+def test_a_transient_failure_is_retried_when_due_through_the_queue_not_at_the_next_sweep() -> None:
+    world = World()
+    world.codat.script.append(Answer(503, {}, b'{"statusCode": 503, "correlationId": "x"}'))
+    first = world.post(_request())
+    assert isinstance(first, Answered) and first.op.status == "pending"
+    (op,) = world.store.items.values()
+    assert op.lease_holder == "queue" and op.next_attempt_at is not None
+    assert op.lease_until == op.next_attempt_at + 90.0
+    assert world.queue.delays == [pytest.approx(op.next_attempt_at - world.clock(), abs=1)]
+    assert world.queue.delays[0] <= 5  # the base backoff, not a sweep interval
+    world.clock.advance(world.queue.delays[0])
+    world.deliver()  # no sweep at all
+    (op,) = world.store.items.values()
+    assert op.status == "succeeded" and op.attempts == 2
+    assert sum(world.codat.records.values()) == 1
+
+
+def test_a_lost_hand_off_is_recovered_by_the_sweeper_once_its_lease_lapses() -> None:
+    world = World()
+    world.queue.lose_next = 1
+    world.codat.script.append(Answer(503, {}, b'{"statusCode": 503}'))
+    world.post(_request())
+    (op,) = world.store.items.values()
+    assert op.lease_holder == "queue" and not world.queue.messages
+    sweeper = Sweeper(
+        store=world.store.process(),
+        index=world.store.process(),
+        queue=world.queue,
+        policy=world.policy,
+        clock=world.clock,
+    )
+    world.clock.advance(30)
+    assert sweeper.sweep(remaining_millis=lambda: 60_000).leased == 0  # the queue's lease still holds
+    world.recover()
+    world.check()
+    (op,) = world.store.items.values()
+    assert op.status == "succeeded"

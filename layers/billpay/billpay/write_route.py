@@ -17,17 +17,19 @@ from aws_lambda_powertools.event_handler.openapi.params import Header
 
 from billpay.adapters.codat import CodatClient
 from billpay.adapters.operations_dynamodb import operation_store
+from billpay.adapters.retry_queue_sqs import retry_queue
 from billpay.config import get_settings
 from billpay.domain.operations import Kind, Operation, UpstreamRequest, validate_idempotency_key
 from billpay.domain.outcomes import UNAVAILABLE
 from billpay.http import operation_location
 from billpay.models.operations import OperationEnvelope, envelope
 from billpay.problems import Problem
-from billpay.service.retry import PolicyPlanner
+from billpay.service.retry import WORKER_TIMEOUT_SECONDS, PolicyPlanner
 from billpay.service.write_operation import (
     Answered,
     Budget,
     NotSent,
+    QueueHandOff,
     Refused,
     StateUnknown,
     WriteRequest,
@@ -127,8 +129,9 @@ def run_write(
         ),
         guard=guard,
         on_succeeded=on_succeeded,
-        # A transient outcome settles `pending` with nextAttemptAt; the sweeper schedules the retries.
+        # A transient outcome settles `pending` with nextAttemptAt; one due soon is handed to the queue.
         retry_planner=PolicyPlanner.from_settings(),
+        hand_off=QueueHandOff(retry_queue(settings.queue_url), WORKER_TIMEOUT_SECONDS),
     )
     location = operation_location(app.current_event.raw_event, _operation_id(result))
     status, headers, body = answer(result, location=location, type_base=settings.problem_type_base)

@@ -45,7 +45,7 @@ class SqsRetryQueue:
             self._client = sqs_client()
         return self._client
 
-    def enqueue(self, messages: Sequence[RetryMessage]) -> list[RetryMessage]:
+    def enqueue(self, messages: Sequence[RetryMessage], *, delay_seconds: int = 0) -> list[RetryMessage]:
         """Send the messages; return those that could not be sent (they are simply due again later).
 
         Never raises for a send failure: the caller already holds the leases, and an unsent operation is
@@ -54,7 +54,10 @@ class SqsRetryQueue:
         failed: list[RetryMessage] = []
         for start in range(0, len(messages), _BATCH):
             chunk = list(messages[start : start + _BATCH])
-            entries = [{"Id": str(i), "MessageBody": m.to_body()} for i, m in enumerate(chunk)]
+            entries = [
+                {"Id": str(i), "MessageBody": m.to_body(), "DelaySeconds": min(max(delay_seconds, 0), 900)}
+                for i, m in enumerate(chunk)
+            ]
             try:
                 response = self.client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)  # type: ignore[arg-type]
             except Exception:
@@ -62,3 +65,14 @@ class SqsRetryQueue:
                 continue
             failed.extend(chunk[int(entry["Id"])] for entry in response.get("Failed", []))
         return failed
+
+
+_queues: dict[str, SqsRetryQueue] = {}
+
+
+def retry_queue(queue_url: str) -> SqsRetryQueue:
+    """The container's queue for `queue_url` (its client, and boto3's SQS model, built on first send)."""
+    queue = _queues.get(queue_url)
+    if queue is None:
+        queue = _queues.setdefault(queue_url, SqsRetryQueue(queue_url))
+    return queue

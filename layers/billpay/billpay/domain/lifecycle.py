@@ -10,6 +10,7 @@ and the in-memory fake agree on both.
     release        guarding under our token                    → deleted (nothing was ever sent)
     mark_sent      guarding under our token, lease still live  → sent, attempts 1, listed in the index
     settle         sent under our token                        → an end state, or pending due at retry_at
+                                                                 (handed to the queue when it is due soon)
     settle_unsent  sent under our token, attempt never sent    → pending due now, the attempt counted clear
     take_lease     sent/pending under the token handed over    → a new token and lease (worker: attempt + 1)
     end_window     sent/pending, retry window closed           → failed (every attempt clear) or needs_review
@@ -205,7 +206,28 @@ def _error_body(body: StoredBody) -> dict[str, Any]:
     return body.cut(STORED_TEXT_LIMIT_BYTES).to_dict()
 
 
-def settle(op: Operation, outcome: Outcome, now: float, *, retry_at: float | None) -> Transition:
+# A retry due within this is handed to the queue (SQS DelaySeconds goes up to 15 minutes); a later one
+# waits in the index for the sweeper.
+HAND_OFF_HORIZON_SECONDS: Final = 900.0
+
+
+@dataclass(frozen=True, slots=True)
+class HandOff:
+    """The lease a holder hands to a delayed queue message: a new token, held until the retry is due plus
+    the worker's timeout (a message that never arrives then lapses, and the sweeper recovers it)."""
+
+    token: str
+    worker_timeout_seconds: float
+
+
+def settle(
+    op: Operation,
+    outcome: Outcome,
+    now: float,
+    *,
+    retry_at: float | None,
+    hand_off: HandOff | None = None,
+) -> Transition:
     """The record after one attempt ended with `outcome`.
 
     A transient outcome with `retry_at` stays `pending` in phase `sent`, due at `retry_at`, its would-be
@@ -213,7 +235,9 @@ def settle(op: Operation, outcome: Outcome, now: float, *, retry_at: float | Non
     only if every attempt taken was settled as nothing-applied, else `needs_review`. A refusal (400-404)
     after an attempt that may have been applied ends `needs_review` too: an auth refusal is answered before
     Codat's idempotency layer, so it says nothing about the earlier attempt. The lease is given up (holder
-    and deadline removed) but its token is kept: one holder's writes share it.
+    and deadline removed) but its token is kept: one holder's writes share it — unless a `pending` retry is
+    due within the hand-off horizon and `hand_off` is given: then the lease passes to the queue under the
+    hand-off's token (`leaseHolder` `queue`), and the holder sends the delayed message after this write.
     """
     clear = op.clear_attempts + (1 if outcome.nothing_applied else 0)
     correlation_ids = op.correlation_ids
@@ -243,7 +267,20 @@ def settle(op: Operation, outcome: Outcome, now: float, *, retry_at: float | Non
         error["rawBody"] = _error_body(outcome.body)
     phase: Phase = "sent" if status == "pending" else "settled"
     next_attempt_at = retry_at if status == "pending" else None
-    due_bucket, due_at = due_index(status, phase, lease_until=None, next_attempt_at=next_attempt_at, now=now)
+    lease: dict[str, Any] = {"lease_holder": None, "lease_until": None}
+    if (
+        hand_off is not None
+        and next_attempt_at is not None
+        and next_attempt_at - now <= HAND_OFF_HORIZON_SECONDS
+    ):
+        lease = {
+            "lease_token": hand_off.token,
+            "lease_holder": "queue",
+            "lease_until": next_attempt_at + hand_off.worker_timeout_seconds,
+        }
+    due_bucket, due_at = due_index(
+        status, phase, lease_until=lease["lease_until"], next_attempt_at=next_attempt_at, now=now
+    )
     after = _written(
         op,
         now,
@@ -251,15 +288,18 @@ def settle(op: Operation, outcome: Outcome, now: float, *, retry_at: float | Non
         phase=phase,
         clear_attempts=clear,
         correlation_ids=correlation_ids,
-        lease_holder=None,
-        lease_until=None,
         next_attempt_at=next_attempt_at,
         result=result,
         error=error,
         due_bucket=due_bucket,
         due_at=due_at,
+        **lease,
     )
     return Transition("settle", op.operation_id, op, after)
+
+
+def handed_to_queue(settled: Operation) -> bool:
+    return settled.status == "pending" and settled.lease_holder == "queue"
 
 
 _MINIMAL_ERROR_FIELDS: Final = ("type", "status", "title", "retryAfter")

@@ -32,7 +32,8 @@ Kind = Literal["billPayment", "bankAccount"]
 Status = Literal["pending", "succeeded", "failed", "needs_review"]
 # `settled` = an end state was written; an operation waiting for its next attempt stays `sent`.
 Phase = Literal["guarding", "sent", "settled"]
-LeaseHolder = Literal["sync", "worker", "sweeper"]
+# `queue`: handed to a delayed retry message, which the worker takes over when it arrives.
+LeaseHolder = Literal["sync", "worker", "sweeper", "queue"]
 
 KIND_BILL_PAYMENT: Final = "billPayment"
 KIND_BANK_ACCOUNT: Final = "bankAccount"

@@ -97,5 +97,6 @@ class RetryMessage:
 
 
 class RetryQueue(Protocol):
-    def enqueue(self, messages: Sequence[RetryMessage]) -> list[RetryMessage]:
-        """Send the messages; return those not sent (never raises: an unsent one is due again later)."""
+    def enqueue(self, messages: Sequence[RetryMessage], *, delay_seconds: int = 0) -> list[RetryMessage]:
+        """Send the messages, each delivered no sooner than `delay_seconds` (at most 900); return those not
+        sent (never raises: an unsent one is due again when its lease lapses)."""

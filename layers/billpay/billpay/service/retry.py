@@ -34,12 +34,16 @@ from billpay.domain.retry_policy import RetryPolicy, UniformSource
 from billpay.observability import logger, metrics
 from billpay.service.write_operation import (
     SETTLE_RESERVE_SECONDS,
+    QueueHandOff,
     Sender,
     prepare_sender,
     send_and_settle,
     write,
 )
 
+# The retry worker's Lambda timeout (template.yaml): a lease handed to the queue runs to the retry's time
+# plus this, so a worker that takes the message can always finish inside it.
+WORKER_TIMEOUT_SECONDS: Final = 90.0
 # An attempt with less time than this cannot be trusted to finish: leave the message to the sweeper.
 MIN_ATTEMPT_SECONDS: Final = 1.0
 
@@ -94,6 +98,7 @@ class RetryWorker:
         sender: Sender | Callable[[], Sender],
         planner: PolicyPlanner,
         upstream_timeout: float,
+        hand_off: QueueHandOff | None = None,
         clock: Callable[[], float] = time.time,
         new_token: Callable[[], str] = new_lease_token,
     ) -> None:
@@ -101,6 +106,7 @@ class RetryWorker:
         self._sender = sender
         self.planner = planner
         self.upstream_timeout = upstream_timeout
+        self.hand_off = hand_off
         self.clock = clock
         self.new_token = new_token
 
@@ -108,6 +114,7 @@ class RetryWorker:
     def from_settings(cls) -> RetryWorker:
         from billpay.adapters.codat import get_codat_client  # noqa: PLC0415 — httpx only when a worker runs
         from billpay.adapters.operations_dynamodb import operation_store  # noqa: PLC0415
+        from billpay.adapters.retry_queue_sqs import SqsRetryQueue  # noqa: PLC0415
 
         settings = get_settings()
         return cls(
@@ -115,6 +122,7 @@ class RetryWorker:
             sender=get_codat_client,
             planner=PolicyPlanner.from_settings(),
             upstream_timeout=settings.upstream_timeout_seconds,
+            hand_off=QueueHandOff(SqsRetryQueue(settings.queue_url), WORKER_TIMEOUT_SECONDS),
         )
 
     @property
@@ -191,7 +199,13 @@ class RetryWorker:
         logger.info("retry attempt", extra={"attempts": held.attempts, "leaseUntil": held.lease_until})
         try:
             settled = send_and_settle(
-                self.store, sender, held, timeout=timeout, retry_planner=self.planner, clock=self.clock
+                self.store,
+                sender,
+                held,
+                timeout=timeout,
+                retry_planner=self.planner,
+                hand_off=self.hand_off,
+                clock=self.clock,
             )
         except Exception:
             logger.exception("retry attempt failed unexpectedly; due again when its lease expires")

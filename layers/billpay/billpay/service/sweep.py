@@ -83,7 +83,7 @@ class Sweeper:
         # The AWS adapters only where a sweeper runs: the domain and the unit tier never import boto3.
         from billpay.adapters.operations_dynamodb import operation_store  # noqa: PLC0415
         from billpay.adapters.operations_sweep_dynamodb import SweepIndex  # noqa: PLC0415
-        from billpay.adapters.retry_queue_sqs import SqsRetryQueue  # noqa: PLC0415
+        from billpay.adapters.retry_queue_sqs import retry_queue  # noqa: PLC0415
         from billpay.config import get_settings  # noqa: PLC0415
 
         settings = get_settings()
@@ -91,7 +91,7 @@ class Sweeper:
         return cls(
             store=store,
             index=SweepIndex(store),
-            queue=SqsRetryQueue(settings.queue_url),
+            queue=retry_queue(settings.queue_url),
             policy=policy_from_settings(),
         )
 

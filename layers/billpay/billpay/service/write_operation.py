@@ -24,6 +24,7 @@ The answers are values (`WriteResult`); `billpay.write_route` turns them into HT
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,7 +47,15 @@ from billpay.domain.operations import (
     upstream_key,
 )
 from billpay.domain.outcomes import Outcome, classify_exception, classify_response
-from billpay.domain.ports import Conflict, OperationStore, StoreUnavailable, WriteRejected, WriteUnknown
+from billpay.domain.ports import (
+    Conflict,
+    OperationStore,
+    RetryMessage,
+    RetryQueue,
+    StoreUnavailable,
+    WriteRejected,
+    WriteUnknown,
+)
 from billpay.observability import logger
 from billpay.problems import Problem
 
@@ -101,6 +110,16 @@ class Budget:
         left_in_budget = self.seconds - (now - started)
         left_in_lambda = self.remaining_millis() / 1000.0 - SETTLE_RESERVE_SECONDS
         return min(self.upstream_timeout, left_in_budget, left_in_lambda)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueHandOff:
+    """Where a holder hands a retry that is due soon: the queue, and the worker's timeout (the queue's lease
+    runs to the retry's time plus it)."""
+
+    queue: RetryQueue
+    worker_timeout_seconds: float
+    new_token: Callable[[], str] = new_lease_token
 
 
 # -- what a write answers ------------------------------------------------------------------------------------
@@ -186,6 +205,7 @@ def execute_write(
     retry_planner: RetryPlanner,
     guard: Callable[[], object] | None = None,
     on_succeeded: Callable[[Operation], None] | None = None,
+    hand_off: QueueHandOff | None = None,
     clock: Callable[[], float] = time.time,
 ) -> WriteResult:
     """Run one write to its answer (see `WriteResult`).
@@ -209,6 +229,7 @@ def execute_write(
             retry_planner=retry_planner,
             guard=guard,
             on_succeeded=on_succeeded,
+            hand_off=hand_off,
             clock=clock,
         )
     finally:
@@ -231,6 +252,7 @@ def _execute_write(
     retry_planner: RetryPlanner,
     guard: Callable[[], object] | None,
     on_succeeded: Callable[[Operation], None] | None,
+    hand_off: QueueHandOff | None,
     clock: Callable[[], float],
 ) -> WriteResult:
     started = clock()
@@ -302,7 +324,9 @@ def _execute_write(
             return Answered(written.current)
         return StateUnknown(sent, _retry_after(sent, clock()))
 
-    settled = send_and_settle(store, sender, sent, timeout=timeout, retry_planner=retry_planner, clock=clock)
+    settled = send_and_settle(
+        store, sender, sent, timeout=timeout, retry_planner=retry_planner, hand_off=hand_off, clock=clock
+    )
     if not settled.known:
         return StateUnknown(settled.op, _retry_after(sent, clock()))
     if settled.op.status == "succeeded" and settled.stored and on_succeeded is not None:
@@ -382,12 +406,15 @@ def send_and_settle(
     *,
     timeout: float,
     retry_planner: RetryPlanner,
+    hand_off: QueueHandOff | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Settled:
     """Send `op`'s stored request under its stored key, classify the outcome once, settle it.
 
-    The caller holds `op`'s lease in phase `sent` and has counted this attempt in `attempts`. Never raises
-    an `Exception`.
+    The caller holds `op`'s lease in phase `sent` and has counted this attempt in `attempts`. With
+    `hand_off`, a retry due soon keeps its lease, passed to a delayed queue message sent after the settle
+    is stored, so it is retried when due rather than when the sweeper next runs. Never raises an
+    `Exception`.
     """
     outcome = attempt(sender, op, timeout=timeout, clock=clock)
     log = {
@@ -400,8 +427,16 @@ def send_and_settle(
     try:
         logger.info("write attempt classified", extra=log)
         now = clock()
-        settling = lifecycle.settle(op, outcome, now, retry_at=_next_attempt(retry_planner, op, outcome, now))
-        return _settle(store, op, settling)
+        handing = (
+            lifecycle.HandOff(hand_off.new_token(), hand_off.worker_timeout_seconds) if hand_off else None
+        )
+        settling = lifecycle.settle(
+            op, outcome, now, retry_at=_next_attempt(retry_planner, op, outcome, now), hand_off=handing
+        )
+        settled = _settle(store, op, settling)
+        if hand_off is not None and settled.stored and lifecycle.handed_to_queue(settled.op):
+            _send_hand_off(hand_off.queue, settled.op, now)
+        return settled
     except Exception:
         # The record stays `sent` with our lease: it is due when the lease expires, and is recovered then.
         logger.exception("settle failed; the operation stays pending", extra=log)
@@ -427,6 +462,19 @@ def _settle(store: OperationStore, op: Operation, settling: Transition) -> Settl
             logger.warning("settle found the record changed", extra={"operationId": op.operation_id})
             return Settled(current or op, stored=False)
     return Settled(op, stored=False)
+
+
+def _send_hand_off(queue: RetryQueue, op: Operation, now: float) -> None:
+    """The delayed message that carries the lease to the worker. Lost or failed, it costs only time: the
+    queue's lease lapses and the sweeper recovers the operation."""
+    assert op.lease_token is not None and op.next_attempt_at is not None
+    delay = math.ceil(max(op.next_attempt_at - now, 0.0))
+    try:
+        unsent = queue.enqueue([RetryMessage(op.operation_id, op.lease_token)], delay_seconds=delay)
+    except Exception:
+        unsent = [RetryMessage(op.operation_id, op.lease_token)]
+    if unsent:
+        logger.warning("hand-off to the queue failed; the sweeper recovers it when the lease lapses")
 
 
 def _next_attempt(planner: RetryPlanner, op: Operation, outcome: Outcome, now: float) -> float | None:
