@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from billpay.domain.operations import KIND_BILL_PAYMENT, Operation, UpstreamRequest
+from billpay.domain.lifecycle import unpublished
+from billpay.domain.operations import KIND_BILL_PAYMENT, Operation, Resolution, UpstreamRequest
 from billpay.domain.outcomes import Outcome, classify_response
 from billpay.domain.ports import StoreUnavailable
 from billpay.domain.retry_policy import RetryPolicy
@@ -37,6 +38,7 @@ from billpay.service.write_operation import (
 
 from tests.fixtures.fake_store import (
     Answer,
+    FakeBus,
     FakeClock,
     FakeCodat,
     FakeQueue,
@@ -69,6 +71,7 @@ class World:
     store: FakeStore = field(default_factory=FakeStore)
     codat: FakeCodat = field(default_factory=FakeCodat)
     queue: FakeQueue = field(default_factory=FakeQueue)
+    bus: FakeBus = field(default_factory=FakeBus)
     policy: RetryPolicy = field(default_factory=lambda: RetryPolicy(4800, 5, 600))
     answers: list[WriteResult | str] = field(default_factory=list)
 
@@ -85,6 +88,7 @@ class World:
             planner=self.planner(),
             upstream_timeout=8.0,
             hand_off=self.hand_off(),
+            publisher=self.bus,
             clock=self.clock,
         )
 
@@ -112,6 +116,7 @@ class World:
                 retry_planner=self.planner(),
                 guard=guard,
                 hand_off=self.hand_off(),
+                publisher=self.bus,
                 clock=self.clock,
             )
         except ProcessDied:
@@ -134,19 +139,23 @@ class World:
             self.clock.advance(LAMBDA_MILLIS / 1000 + 6)
         return result
 
+    def sweeper(self) -> Sweeper:
+        return Sweeper(
+            store=self.store.process(),
+            index=self.store.process(),
+            queue=self.queue,
+            policy=self.policy,
+            publisher=self.bus,
+            clock=self.clock,
+        )
+
     def recover(self, rounds: int = 40) -> None:
-        """Sweeps and retry workers until nothing is pending (each a process of its own)."""
+        """Sweeps and retry workers until nothing is pending or unpublished (each a process of its own)."""
         for _ in range(rounds):
-            if not any(op.status == "pending" for op in self.store.items.values()):
+            if not any(op.status == "pending" or unpublished(op) for op in self.store.items.values()):
                 return
             self.clock.advance(30)
-            sweeper = Sweeper(
-                store=self.store.process(),
-                index=self.store.process(),
-                queue=self.queue,
-                policy=self.policy,
-                clock=self.clock,
-            )
+            sweeper = self.sweeper()
             self.deliver()  # hand-offs, due within the 30 s just passed
             try:
                 sweeper.sweep(remaining_millis=self.remaining(self.clock()))
@@ -166,6 +175,11 @@ class World:
                 assert records == 0, "failed although Codat recorded it"
         if not ops or all(op.phase == "guarding" for op in ops):
             assert records == 0
+        for op in ops:
+            if op.phase == "settled":
+                assert not unpublished(op), "a terminal state's event was never published"
+                published = [e for e in self.bus.events if e.detail["operationId"] == op.operation_id]
+                assert published and published[-1].detail["status"] == op.status
 
 
 # Transitions a payment's happy path writes, with the occurrence at which to fault: the claim, mark sent,
@@ -409,3 +423,65 @@ def test_a_lost_hand_off_is_recovered_by_the_sweeper_once_its_lease_lapses() -> 
     world.check()
     (op,) = world.store.items.values()
     assert op.status == "succeeded"
+
+
+def test_each_terminal_transition_publishes_one_event_without_raw_bodies() -> None:
+    world = World()
+    result = world.post(_request())
+    assert isinstance(result, Answered) and result.op.status == "succeeded"
+    (event,) = world.bus.events
+    assert event.detail_type == "Operation Succeeded"
+    assert event.detail["version"] == result.op.version and event.event_id.endswith(f":{result.op.version}")
+    assert event.detail["result"] == {"id": "payment-1"}
+    assert "rawBody" not in str(event.detail)
+    (op,) = world.store.items.values()
+    assert not unpublished(op) and op.published_version == result.op.version
+    assert op.updated_at == result.op.updated_at  # recording the publication is not a change of state
+
+
+def test_an_event_the_bus_refused_is_published_by_the_sweeper_after_its_grace() -> None:
+    world = World()
+    world.bus.fail_next = 1
+    world.post(_request())
+    assert not world.bus.events
+    world.sweeper().sweep(remaining_millis=lambda: 60_000)
+    assert not world.bus.events  # the holder's grace has not passed
+    world.clock.advance(31)
+    report = world.sweeper().sweep(remaining_millis=lambda: 60_000)
+    assert report.republished == 1 and [e.detail_type for e in world.bus.events] == ["Operation Succeeded"]
+    world.check()
+
+
+def test_needs_review_then_resolved_publishes_both_the_highest_version_last() -> None:
+    from ops.resolve import resolve
+
+    world = World()
+    world.codat.script.append(Answer(422, {}, b'{"statusCode": 422, "correlationId": "k"}'))
+    world.post(_request())
+    (op,) = world.store.items.values()
+    assert op.status == "needs_review" and not unpublished(op)
+    assert world.store.open_reviews() == 1
+    resolve(
+        world.store.process(), op.operation_id, "failed", "checked the ledger", by="me", clock=world.clock
+    )
+    (op,) = world.store.items.values()
+    assert unpublished(op) and op.resolution == Resolution(
+        "failed", "checked the ledger", "me", op.resolution.at, "needs_review"
+    )
+    world.clock.advance(31)
+    world.sweeper().sweep(remaining_millis=lambda: 60_000)
+    kinds = [(e.detail_type, e.detail["version"]) for e in world.bus.events]
+    assert [k for k, _ in kinds] == ["Operation Needs Review", "Operation Resolved"]
+    assert kinds[0][1] < kinds[1][1]
+    assert world.store.open_reviews() == 0
+
+
+def test_a_window_that_closes_publishes_the_end() -> None:
+    world = World(policy=RetryPolicy(60, 5, 10))
+    world.codat.script.extend([Answer(429, {"Retry-After": "5"}, b"{}") for _ in range(40)])
+    world.post(_request())
+    world.recover()
+    (op,) = world.store.items.values()
+    assert op.status == "failed"
+    assert world.bus.events[-1].detail_type == "Operation Failed"
+    world.check()

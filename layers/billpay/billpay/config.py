@@ -42,6 +42,7 @@ ENV_VARS: dict[str, str] = {
     "codat_api_key_secret_arn": "CODAT_API_KEY_SECRET_ARN",
     "operations_table_name": "OPERATIONS_TABLE_NAME",
     "retry_queue_url": "RETRY_QUEUE_URL",
+    "event_bus_name": "EVENT_BUS_NAME",
     "retry_window_seconds": "BILLPAY_RETRY_WINDOW_SECONDS",
     "retry_base_delay_seconds": "BILLPAY_RETRY_BASE_DELAY_SECONDS",
     "retry_max_delay_seconds": "BILLPAY_RETRY_MAX_DELAY_SECONDS",
@@ -69,6 +70,8 @@ class Settings(BaseModel):
     codat_api_key_secret_arn: str | None = None
     operations_table_name: str | None = None
     retry_queue_url: str | None = None
+    # Where terminal events go (docs/contract.md, Events); unset: no events (e.g. a function that ends none).
+    event_bus_name: str | None = None
 
     # Retries (docs/contract.md, Retries): window from the first attempt, backoff with full jitter.
     retry_window_seconds: PositiveSeconds = 4800.0

@@ -17,6 +17,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Header
 
 from billpay.adapters.codat import CodatClient
 from billpay.adapters.operations_dynamodb import operation_store
+from billpay.adapters.events_eventbridge import event_publisher
 from billpay.adapters.retry_queue_sqs import retry_queue
 from billpay.config import get_settings
 from billpay.domain.operations import Kind, Operation, UpstreamRequest, validate_idempotency_key
@@ -132,6 +133,7 @@ def run_write(
         # A transient outcome settles `pending` with nextAttemptAt; one due soon is handed to the queue.
         retry_planner=PolicyPlanner.from_settings(),
         hand_off=QueueHandOff(retry_queue(settings.queue_url), WORKER_TIMEOUT_SECONDS),
+        publisher=event_publisher(settings),
     )
     location = operation_location(app.current_event.raw_event, _operation_id(result))
     status, headers, body = answer(result, location=location, type_base=settings.problem_type_base)

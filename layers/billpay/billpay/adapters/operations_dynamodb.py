@@ -42,7 +42,7 @@ _KNOWN: Final = frozenset(
         "operationId", "kind", "status", "phase", "requestHash", "upstreamKey", "upstreamRequest",
         "createdAt", "updatedAt", "attempts", "clearAttempts", "firstAttemptAt", "correlationIds",
         "leaseToken", "leaseHolder", "leaseUntil", "nextAttemptAt", "result", "error", "expiresAt",
-        "dueBucket", "dueAt", "version", "resolution",
+        "dueBucket", "dueAt", "version", "resolution", "publishedVersion",
     }
 )  # fmt: skip
 
@@ -142,6 +142,7 @@ def to_item(op: Operation) -> Item:
         "dueAt": _n(op.due_at) if op.due_at is not None else None,
         "version": {"N": str(op.version)} if op.version else None,
         "resolution": to_attribute(op.resolution.to_dict()) if op.resolution is not None else None,
+        "publishedVersion": {"N": str(op.published_version)} if op.published_version is not None else None,
     }
     item.update({name: av for name, av in optional.items() if av is not None})
     for name, av in op.extra.items():
@@ -187,6 +188,7 @@ def from_item(item: Mapping[str, Mapping[str, Any]]) -> Operation:
         due_bucket=s("dueBucket"),
         due_at=num("dueAt"),
         version=int(num("version") or 0),
+        published_version=int(published) if (published := num("publishedVersion")) is not None else None,
         resolution=Resolution.from_dict(from_attribute(resolution)) if resolution is not None else None,
         extra={name: dict(av) for name, av in item.items() if name not in _KNOWN},
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from billpay.adapters.operations_dynamodb import DynamoOperationStore, from_attribute, to_attribute
-from billpay.domain.operations import DUE_BUCKET_NEEDS_REVIEW, DUE_BUCKET_PENDING
+from billpay.domain.operations import DUE_BUCKET_NEEDS_REVIEW, DUE_BUCKET_PENDING, DUE_BUCKET_UNPUBLISHED
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -76,6 +76,9 @@ class SweepIndex:
 
     def due_pending(self, now: float) -> Iterator[str]:
         return (entry.operation_id for entry in self.entries(DUE_BUCKET_PENDING, due_by=now))
+
+    def unpublished(self, before: float) -> Iterator[str]:
+        return (entry.operation_id for entry in self.entries(DUE_BUCKET_UNPUBLISHED, due_by=before))
 
     def count(self, bucket: str) -> int:
         total = 0

@@ -15,6 +15,10 @@ and the in-memory fake agree on both.
     take_lease     sent/pending under the token handed over    → a new token and lease (worker: attempt + 1)
     end_window     sent/pending, retry window closed           → failed (every attempt clear) or needs_review
     resolve        needs_review                                → succeeded/failed, as a person decided
+    published      a terminal state, its event not yet published → the same, its version recorded published
+
+A terminal state stays in the index's `unpublished` bucket until `published` records that its event went
+out: the holder publishes right after its write; the sweeper publishes what a holder did not.
 
 Every write bumps `version`; with the token, it names one write. Every condition includes the version, token,
 phase and status that were read: a transition applies only to the state it was computed from.
@@ -29,6 +33,7 @@ from typing import Any, Final, Literal
 from billpay.domain.operations import (
     DUE_BUCKET_NEEDS_REVIEW,
     DUE_BUCKET_PENDING,
+    DUE_BUCKET_UNPUBLISHED,
     GUARDING_TTL_SECONDS,
     STORED_TEXT_LIMIT_BYTES,
     Kind,
@@ -45,7 +50,15 @@ from billpay.domain.outcomes import OUTCOME_UNKNOWN, RATE_LIMITED, UNAVAILABLE, 
 from billpay.domain.retry_policy import RetryPolicy, end_status
 
 TransitionName = Literal[
-    "claim", "release", "mark_sent", "settle", "settle_unsent", "take_lease", "end_window", "resolve"
+    "claim",
+    "release",
+    "mark_sent",
+    "settle",
+    "settle_unsent",
+    "take_lease",
+    "end_window",
+    "resolve",
+    "published",
 ]
 
 # Correlation ids kept per operation (a replayed cached 5xx is recognised by one of them).
@@ -119,16 +132,25 @@ def _written(op: Operation, now: float, **changes: Any) -> Operation:
 
 
 def due_index(
-    status: Status, phase: Phase, *, lease_until: float | None, next_attempt_at: float | None, now: float
+    status: Status,
+    phase: Phase,
+    *,
+    lease_until: float | None,
+    next_attempt_at: float | None,
+    now: float,
+    unpublished: bool = False,
 ) -> tuple[str | None, float | None]:
     """Where an operation sits in the sparse index: (dueBucket, dueAt), or (None, None) when not listed.
 
     Listed while unfinished and sent: `pending` is due when its lease expires (a holder may have died) or,
     with no lease, at `nextAttemptAt`; `needs_review` stays listed (dated when it got there) until a person
-    resolves it. A `guarding` claim is never listed: nothing may ever send it.
+    resolves it. A terminal state just written is listed `unpublished` (dated then) until its event is
+    recorded published. A `guarding` claim is never listed: nothing may ever send it.
     """
     if phase == "guarding":
         return None, None
+    if unpublished and phase == "settled":
+        return DUE_BUCKET_UNPUBLISHED, now
     if status == "pending":
         due = lease_until if lease_until is not None else next_attempt_at
         return DUE_BUCKET_PENDING, due if due is not None else now
@@ -279,7 +301,12 @@ def settle(
             "lease_until": next_attempt_at + hand_off.worker_timeout_seconds,
         }
     due_bucket, due_at = due_index(
-        status, phase, lease_until=lease["lease_until"], next_attempt_at=next_attempt_at, now=now
+        status,
+        phase,
+        lease_until=lease["lease_until"],
+        next_attempt_at=next_attempt_at,
+        now=now,
+        unpublished=True,
     )
     after = _written(
         op,
@@ -296,6 +323,21 @@ def settle(
         **lease,
     )
     return Transition("settle", op.operation_id, op, after)
+
+
+def unpublished(op: Operation) -> bool:
+    """A terminal state whose event is not recorded as published."""
+    return op.due_bucket == DUE_BUCKET_UNPUBLISHED
+
+
+def published(op: Operation, now: float) -> Transition:
+    """Its terminal event went out: record which version, and leave the `unpublished` bucket (a
+    `needs_review` goes back to its own; an end state leaves the index). Conditional on the state that was
+    published still being the one stored: a later change (a person's resolve) is published in its turn."""
+    due_bucket, due_at = due_index(op.status, op.phase, lease_until=None, next_attempt_at=None, now=now)
+    after = _written(op, now, published_version=op.version, due_bucket=due_bucket, due_at=due_at)
+    # The operation itself did not change: its envelope keeps the time of its last real change.
+    return Transition("published", op.operation_id, op, after.with_changes(updated_at=op.updated_at))
 
 
 def handed_to_queue(settled: Operation) -> bool:
@@ -402,7 +444,9 @@ def _ended(
 ) -> Operation:
     """Ended outside an attempt, under a fresh `token`: settled, lease and schedule cleared, listed only as
     `due_index` says (a `needs_review` stays listed; `succeeded`/`failed` leave the index)."""
-    due_bucket, due_at = due_index(status, "settled", lease_until=None, next_attempt_at=None, now=now)
+    due_bucket, due_at = due_index(
+        status, "settled", lease_until=None, next_attempt_at=None, now=now, unpublished=True
+    )
     return _written(
         op,
         now,

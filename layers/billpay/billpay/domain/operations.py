@@ -60,6 +60,8 @@ GUARDING_TTL_SECONDS: Final = 86_400
 # another for the ones a person must look at, so a sweep reads only what it can act on and counts the rest.
 DUE_BUCKET_PENDING: Final = "pending"
 DUE_BUCKET_NEEDS_REVIEW: Final = "needs_review"
+# A terminal state whose event is not yet published (the holder publishes it; the sweeper if it did not).
+DUE_BUCKET_UNPUBLISHED: Final = "unpublished"
 
 # Stored upstream text is capped so an item stays under 100 KB whatever Codat answers (DynamoDB refuses
 # items over 400 KB, and a settle that cannot be written would leave the operation pending). A success body
@@ -338,6 +340,8 @@ class Operation:
     # recognised in the item afterwards (docs/contract.md, Operation life cycle).
     version: int = 0
     resolution: Resolution | None = None
+    # The `version` whose terminal event was published (docs/contract.md, Events).
+    published_version: int | None = None
     # Anything else on the item, carried through untouched.
     extra: Mapping[str, Any] = field(default_factory=dict)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from billpay.domain.events import OperationEvent
     from billpay.domain.lifecycle import Transition
     from billpay.domain.operations import Operation
 
@@ -60,6 +61,9 @@ class OperationIndex(Protocol):
     def due_pending(self, now: float) -> Iterator[str]:
         """Ids of pending operations due by `now`, oldest due first."""
 
+    def unpublished(self, before: float) -> Iterator[str]:
+        """Ids of terminal operations whose event is not recorded published, listed before `before`."""
+
     def open_reviews(self) -> int: ...
 
     def oldest_pending_first_attempt(self) -> float | None: ...
@@ -100,3 +104,8 @@ class RetryQueue(Protocol):
     def enqueue(self, messages: Sequence[RetryMessage], *, delay_seconds: int = 0) -> list[RetryMessage]:
         """Send the messages, each delivered no sooner than `delay_seconds` (at most 900); return those not
         sent (never raises: an unsent one is due again when its lease lapses)."""
+
+
+class EventPublisher(Protocol):
+    def publish(self, events: Sequence[OperationEvent]) -> list[OperationEvent]:
+        """Put the events on the bus; return those not put (never raises: the sweeper re-publishes)."""

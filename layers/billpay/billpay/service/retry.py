@@ -29,13 +29,14 @@ from billpay.config import get_settings
 from billpay.domain import lifecycle
 from billpay.domain.operations import Operation, lease_until, new_lease_token
 from billpay.domain.outcomes import Outcome
-from billpay.domain.ports import OperationStore, RetryMessage
+from billpay.domain.ports import EventPublisher, OperationStore, RetryMessage
 from billpay.domain.retry_policy import RetryPolicy, UniformSource
 from billpay.observability import logger, metrics
 from billpay.service.write_operation import (
     SETTLE_RESERVE_SECONDS,
     QueueHandOff,
     Sender,
+    announce,
     prepare_sender,
     send_and_settle,
     write,
@@ -99,6 +100,7 @@ class RetryWorker:
         planner: PolicyPlanner,
         upstream_timeout: float,
         hand_off: QueueHandOff | None = None,
+        publisher: EventPublisher | None = None,
         clock: Callable[[], float] = time.time,
         new_token: Callable[[], str] = new_lease_token,
     ) -> None:
@@ -107,14 +109,16 @@ class RetryWorker:
         self.planner = planner
         self.upstream_timeout = upstream_timeout
         self.hand_off = hand_off
+        self.publisher = publisher
         self.clock = clock
         self.new_token = new_token
 
     @classmethod
     def from_settings(cls) -> RetryWorker:
         from billpay.adapters.codat import get_codat_client  # noqa: PLC0415 — httpx only when a worker runs
+        from billpay.adapters.events_eventbridge import event_publisher  # noqa: PLC0415
         from billpay.adapters.operations_dynamodb import operation_store  # noqa: PLC0415
-        from billpay.adapters.retry_queue_sqs import SqsRetryQueue  # noqa: PLC0415
+        from billpay.adapters.retry_queue_sqs import retry_queue  # noqa: PLC0415
 
         settings = get_settings()
         return cls(
@@ -122,7 +126,8 @@ class RetryWorker:
             sender=get_codat_client,
             planner=PolicyPlanner.from_settings(),
             upstream_timeout=settings.upstream_timeout_seconds,
-            hand_off=QueueHandOff(SqsRetryQueue(settings.queue_url), WORKER_TIMEOUT_SECONDS),
+            hand_off=QueueHandOff(retry_queue(settings.queue_url), WORKER_TIMEOUT_SECONDS),
+            publisher=event_publisher(settings),
         )
 
     @property
@@ -187,6 +192,8 @@ class RetryWorker:
             return Processed("stale")
         held = taking.ours
         if taking.name == "end_window":
+            if self.publisher is not None:
+                announce(self.store, self.publisher, held, self.clock)
             _count_end(held.status)
             logger.warning(
                 "retry window closed: operation ended",
@@ -205,6 +212,7 @@ class RetryWorker:
                 timeout=timeout,
                 retry_planner=self.planner,
                 hand_off=self.hand_off,
+                publisher=self.publisher,
                 clock=self.clock,
             )
         except Exception:

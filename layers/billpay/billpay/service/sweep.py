@@ -8,7 +8,9 @@ Every sweep:
    (`lifecycle.take_due`, the same rule the retry worker uses);
 4. enqueues one message per lease taken (operation id + the new token). A failed enqueue needs no
    handling: the operation is due again when this lease expires;
-5. publishes the gauges `NeedsReviewOpen` and `OldestUnfinishedSeconds` (age of the oldest `pending`).
+5. publishes the events that terminal transitions left unpublished (their holder died or the bus failed),
+   once they have waited `PUBLISH_GRACE_SECONDS` — the holder normally publishes first;
+6. publishes the gauges `NeedsReviewOpen` and `OldestUnfinishedSeconds` (age of the oldest `pending`).
 
 The lease it takes runs to the sweeper's own deadline + 5 s; the worker that gets the message takes over
 with a token of its own, so a message that arrives late, twice, or after a re-take does nothing.
@@ -26,15 +28,17 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from billpay.domain import lifecycle
 from billpay.domain.operations import Operation, lease_until, new_lease_token
-from billpay.domain.ports import OperationIndex, OperationStore, RetryMessage, RetryQueue
+from billpay.domain.ports import EventPublisher, OperationIndex, OperationStore, RetryMessage, RetryQueue
 from billpay.domain.retry_policy import RetryPolicy
 from billpay.observability import logger, metrics
 from billpay.service.retry import policy_from_settings
-from billpay.service.write_operation import write
+from billpay.service.write_operation import announce, write
 
 # Stop taking leases with this little time left: each lease must be handed to SQS before the deadline,
 # and what is left over is simply due at the next sweep.
 STOP_MARGIN_MILLIS: Final = 3000
+# A terminal state's own holder publishes its event right after the write; the sweeper steps in after this.
+PUBLISH_GRACE_SECONDS: Final = 30.0
 _PARALLEL: Final = 8
 _CHUNK: Final = 40
 
@@ -52,6 +56,7 @@ class SweepReport:
     skipped: int = 0
     contended: int = 0
     errors: int = 0
+    republished: int = 0
     stopped_early: bool = False
     needs_review_open: int = 0
     oldest_unfinished_seconds: float = 0.0
@@ -68,11 +73,13 @@ class Sweeper:
         index: OperationIndex,
         queue: RetryQueue,
         policy: RetryPolicy,
+        publisher: EventPublisher | None = None,
         clock: Callable[[], float] = time.time,
         new_token: Callable[[], str] = new_lease_token,
     ) -> None:
         self.store = store
         self.index = index
+        self.publisher = publisher
         self.queue = queue
         self.policy = policy
         self.clock = clock
@@ -81,6 +88,7 @@ class Sweeper:
     @classmethod
     def from_settings(cls) -> Sweeper:
         # The AWS adapters only where a sweeper runs: the domain and the unit tier never import boto3.
+        from billpay.adapters.events_eventbridge import event_publisher  # noqa: PLC0415
         from billpay.adapters.operations_dynamodb import operation_store  # noqa: PLC0415
         from billpay.adapters.operations_sweep_dynamodb import SweepIndex  # noqa: PLC0415
         from billpay.adapters.retry_queue_sqs import retry_queue  # noqa: PLC0415
@@ -93,6 +101,7 @@ class Sweeper:
             index=SweepIndex(store),
             queue=retry_queue(settings.queue_url),
             policy=policy_from_settings(),
+            publisher=event_publisher(settings),
         )
 
     def sweep(self, *, remaining_millis: Callable[[], int]) -> SweepReport:
@@ -116,6 +125,7 @@ class Sweeper:
             if chunk:
                 self._chunk(pool, chunk, now, until, report)
 
+        self._republish(report, remaining_millis)
         self._gauges(report, self.clock())
         metrics.add_metric(name="RetrySwept", unit=MetricUnit.Count, value=report.due)
         metrics.add_metric(name="RetryQueued", unit=MetricUnit.Count, value=report.queued)
@@ -173,6 +183,8 @@ class Sweeper:
             return "contended", None
         after = taking.ours
         if taking.name == "end_window":
+            if self.publisher is not None:
+                announce(self.store, self.publisher, after, self.clock)
             logger.warning(
                 "retry window closed: operation ended",
                 extra={
@@ -186,6 +198,22 @@ class Sweeper:
         logger.info("lease taken for a retry", extra={**log, "attempts": op.attempts, "leaseUntil": until})
         assert after.lease_token is not None
         return "leased", RetryMessage(operation_id=op.operation_id, lease_token=after.lease_token)
+
+    def _republish(self, report: SweepReport, remaining_millis: Callable[[], int]) -> None:
+        if self.publisher is None:
+            return
+        for operation_id in self.index.unpublished(self.clock() - PUBLISH_GRACE_SECONDS):
+            if remaining_millis() < STOP_MARGIN_MILLIS:
+                report.stopped_early = True
+                return
+            try:
+                op = self.store.get(operation_id)
+                if op is not None and lifecycle.unpublished(op):
+                    announce(self.store, self.publisher, op, self.clock)
+                    report.republished += 1
+            except Exception:
+                logger.exception("re-publishing failed", extra={"operationId": operation_id})
+                report.errors += 1
 
     def _send(self, outbox: list[RetryMessage], report: SweepReport) -> None:
         failed = self.queue.enqueue(outbox)

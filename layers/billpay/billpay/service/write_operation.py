@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from billpay.domain import lifecycle
+from billpay.domain.events import operation_event
 from billpay.domain.lifecycle import Transition, same_write
 from billpay.domain.operations import (
     Kind,
@@ -49,6 +50,7 @@ from billpay.domain.operations import (
 from billpay.domain.outcomes import Outcome, classify_exception, classify_response
 from billpay.domain.ports import (
     Conflict,
+    EventPublisher,
     OperationStore,
     RetryMessage,
     RetryQueue,
@@ -206,6 +208,7 @@ def execute_write(
     guard: Callable[[], object] | None = None,
     on_succeeded: Callable[[Operation], None] | None = None,
     hand_off: QueueHandOff | None = None,
+    publisher: EventPublisher | None = None,
     clock: Callable[[], float] = time.time,
 ) -> WriteResult:
     """Run one write to its answer (see `WriteResult`).
@@ -230,6 +233,7 @@ def execute_write(
             guard=guard,
             on_succeeded=on_succeeded,
             hand_off=hand_off,
+            publisher=publisher,
             clock=clock,
         )
     finally:
@@ -253,6 +257,7 @@ def _execute_write(
     guard: Callable[[], object] | None,
     on_succeeded: Callable[[Operation], None] | None,
     hand_off: QueueHandOff | None,
+    publisher: EventPublisher | None,
     clock: Callable[[], float],
 ) -> WriteResult:
     started = clock()
@@ -325,7 +330,14 @@ def _execute_write(
         return StateUnknown(sent, _retry_after(sent, clock()))
 
     settled = send_and_settle(
-        store, sender, sent, timeout=timeout, retry_planner=retry_planner, hand_off=hand_off, clock=clock
+        store,
+        sender,
+        sent,
+        timeout=timeout,
+        retry_planner=retry_planner,
+        hand_off=hand_off,
+        publisher=publisher,
+        clock=clock,
     )
     if not settled.known:
         return StateUnknown(settled.op, _retry_after(sent, clock()))
@@ -407,6 +419,7 @@ def send_and_settle(
     timeout: float,
     retry_planner: RetryPlanner,
     hand_off: QueueHandOff | None = None,
+    publisher: EventPublisher | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Settled:
     """Send `op`'s stored request under its stored key, classify the outcome once, settle it.
@@ -436,6 +449,8 @@ def send_and_settle(
         settled = _settle(store, op, settling)
         if hand_off is not None and settled.stored and lifecycle.handed_to_queue(settled.op):
             _send_hand_off(hand_off.queue, settled.op, now)
+        if publisher is not None and settled.stored:
+            announce(store, publisher, settled.op, clock)
         return settled
     except Exception:
         # The record stays `sent` with our lease: it is due when the lease expires, and is recovered then.
@@ -462,6 +477,24 @@ def _settle(store: OperationStore, op: Operation, settling: Transition) -> Settl
             logger.warning("settle found the record changed", extra={"operationId": op.operation_id})
             return Settled(current or op, stored=False)
     return Settled(op, stored=False)
+
+
+def announce(
+    store: OperationStore, publisher: EventPublisher, op: Operation, clock: Callable[[], float]
+) -> None:
+    """Publish a terminal state's event and record it published. Only a state the store confirmed is
+    published; a failure on either side leaves it `unpublished`, and the sweeper publishes it again."""
+    if not lifecycle.unpublished(op):
+        return
+    try:
+        if publisher.publish([operation_event(op)]):
+            logger.warning("event not published; the sweeper re-publishes it")
+            return
+        write(store, lifecycle.published(op, clock()))
+    except Exception:
+        logger.exception(
+            "publishing failed; the sweeper re-publishes it", extra={"operationId": op.operation_id}
+        )
 
 
 def _send_hand_off(queue: RetryQueue, op: Operation, now: float) -> None:
