@@ -36,6 +36,7 @@ from billpay.service.write_operation import (
     execute_write,
 )
 
+from ops.resolve import resolve
 from tests.fixtures.fake_store import (
     Answer,
     FakeBus,
@@ -453,8 +454,6 @@ def test_an_event_the_bus_refused_is_published_by_the_sweeper_after_its_grace() 
 
 
 def test_needs_review_then_resolved_publishes_both_the_highest_version_last() -> None:
-    from ops.resolve import resolve
-
     world = World()
     world.codat.script.append(Answer(422, {}, b'{"statusCode": 422, "correlationId": "k"}'))
     world.post(_request())

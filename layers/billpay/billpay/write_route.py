@@ -16,8 +16,8 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Header
 
 from billpay.adapters.codat import CodatClient
-from billpay.adapters.operations_dynamodb import operation_store
 from billpay.adapters.events_eventbridge import event_publisher
+from billpay.adapters.operations_dynamodb import operation_store
 from billpay.adapters.retry_queue_sqs import retry_queue
 from billpay.config import get_settings
 from billpay.domain.operations import Kind, Operation, UpstreamRequest, validate_idempotency_key
