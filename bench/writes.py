@@ -4,16 +4,17 @@
    server mode (tables from template.yaml) and the Codat sandbox. DynamoDB requests are counted with a
    botocore `before-send` hook on the store's client (so an SDK retry would count too); Codat requests
    with an httpx request hook on the one Codat client.
-   - first-time payment (DESIGN §3's aim: 3 = claim, mark sent, settle), replay (aim: 1 = the claim);
+   - first-time payment (aim: 3 = claim, mark sent, settle), replay (aim: 1 = the claim);
    - Codat requests per payment on a warm container (aim: 1 = the write; the guards' lookups cached),
      and on a cold one (the lookups it had to make);
-   - the queued path: a payment whose first attempt meets a 503 (answered 202 `pending`), then one sweep
-     (the sweeper's `lambda_handler`) and one retry-worker invocation (its `lambda_handler`, with the SQS
-     event built from the message the sweep enqueued) — DynamoDB requests by operation for each share,
-     SQS requests (the sweeper's SendMessageBatch; the ReceiveMessage/DeleteMessageBatch are the event
-     source mapping's, done here by the bench the way local/poller.py does them), Codat requests (aim: 2).
-     The sweep's index page (Query) is shared by every operation it returns and its two gauge Queries by
-     the whole sweep: they are reported apart from the per-payment requests.
+   - the queued path: a payment whose first attempt meets a 503 (answered 202 `pending`; its settle hands
+     the lease to the queue and sends a delayed message), then one retry-worker invocation (its
+     `lambda_handler`, with the SQS event built from that message once delivered) — DynamoDB requests by
+     operation for each share, SQS requests (the hand-off's SendMessageBatch; the ReceiveMessage/
+     DeleteMessageBatch are the event source mapping's, done here by the bench the way local/poller.py
+     does them), Codat requests (aim: 2). One sweep runs meanwhile (the sweeper's `lambda_handler`): it
+     must leave the handed-off payment alone; its index page and two gauge Queries are per sweep, reported
+     apart from the per-payment requests.
 2. Latency through the local stack (`python -m local.stack`: gateway → handler worker process → moto →
    sandbox), warm: p50/p99 of a first-time payment beside the same POST sent straight to the sandbox with a
    fresh GUID key; the difference at p50 is our overhead (aim: ≤ 15 ms).
@@ -207,20 +208,33 @@ def _queued_path(
     account: str,
     bill: str,
 ) -> dict[str, Any]:
-    """One payment through the queued path, on warm containers; requests counted by the same hooks."""
+    """One payment through the queued path, on warm containers; requests counted by the same hooks.
+
+    Its first attempt meets a 503: the payment handler's settle hands the lease to the queue and sends a
+    delayed message; the retry worker takes the message when it is delivered. A sweep meanwhile must leave
+    the payment alone (the queue's lease is live): it is run once to show that, and to count its Queries.
+    """
     from billpay.adapters.operations_sweep_dynamodb import _PAGE_SIZE  # noqa: PLC0415
+    from billpay.adapters.retry_queue_sqs import SqsRetryQueue, retry_queue  # noqa: PLC0415
 
     from functions.retry_worker.handler import _get_worker  # noqa: PLC0415
     from functions.retry_worker.handler import lambda_handler as worker_handler  # noqa: PLC0415
-    from functions.sweeper.handler import _get_sweeper  # noqa: PLC0415
     from functions.sweeper.handler import lambda_handler as sweeper_handler  # noqa: PLC0415
     from local.emulator import client as emulator_client  # noqa: PLC0415
     from local.poller import sqs_event  # noqa: PLC0415
 
-    sqs_by_sweeper: list[str] = []
-    _get_sweeper().queue.client.meta.events.register(
-        "before-send.sqs", lambda request, **_: sqs_by_sweeper.append(_target(request))
-    )
+    # Our functions' SQS requests: the payment handler's and the sweeper's (one queue per container,
+    # `retry_queue`), and the worker's own hand-off queue (used only when its attempt is retried again).
+    sqs_by_functions: list[str] = []
+
+    def count_sqs(request: Any, **_: Any) -> None:
+        sqs_by_functions.append(_target(request))
+
+    retry_queue(refs["RetryQueue"]).client.meta.events.register("before-send.sqs", count_sqs)
+    worker_hand_off = _get_worker().hand_off
+    worker_queue = worker_hand_off.queue if worker_hand_off is not None else None
+    assert isinstance(worker_queue, SqsRetryQueue), worker_queue
+    worker_queue.client.meta.events.register("before-send.sqs", count_sqs)
     # The event source mapping's share: Lambda's SQS poller in the cloud, local/poller.py locally.
     mapping_sqs: list[str] = []
     mapping = emulator_client("sqs", emulator_url)
@@ -228,36 +242,44 @@ def _queued_path(
     mapping.meta.events.register("before-send.sqs", lambda request, **_: mapping_sqs.append(_target(request)))
     scheduled = json.loads((ROOT / "events" / "sweeper.json").read_text())
 
-    # Warm the sweeper (an empty sweep) and build the worker (its clients): warm containers.
+    # Warm the sweeper (an empty sweep); the worker (its clients) was built above: warm containers.
     sweeper_handler(scheduled, _Context())
-    _get_worker()
 
     httpx.post(
         f"{sandbox_url}/_sandbox/faults",
         json={"method": "POST", "path": "*/payment", "fault": "status", "status": 503, "times": 1},
     ).raise_for_status()
+    sqs_by_functions.clear()
     status, sync_dynamo, sync_codat = run(_payment_event(f"b-{uuid.uuid4()}", bill, account))
+    answered = time.monotonic()
+    sync_sqs = list(sqs_by_functions)
     assert status == 202, status
-    time.sleep(0.3)  # past nextAttemptAt (base delay 0.05 s, max 0.1 s)
 
     dynamo.clear()
-    codat.clear()
+    sqs_by_functions.clear()
     report = sweeper_handler(scheduled, _Context())
-    sweep_dynamo = list(dynamo)
-    assert report["leased"] == report["queued"] == 1, report
+    sweep_dynamo, sweep_sqs = list(dynamo), list(sqs_by_functions)
+    assert report["leased"] == report["queued"] == 0, report  # handed to the queue: not the sweeper's
 
-    received = mapping.receive_message(
-        QueueUrl=queue_url,
-        MaxNumberOfMessages=10,
-        WaitTimeSeconds=1,
-        AttributeNames=["All"],
-        MessageAttributeNames=["All"],
-    ).get("Messages", [])
+    # The delayed message (DelaySeconds rounds the backoff up to whole seconds), polled as the mapping does.
+    received: list[dict[str, Any]] = []
+    deadline = answered + 30
+    while not received and time.monotonic() < deadline:
+        mapping_sqs.clear()  # count only the receive that returned the message
+        received = mapping.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=1,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+    delivered_after = time.monotonic() - answered
     assert len(received) == 1, received
     dynamo.clear()
     codat.clear()
+    sqs_by_functions.clear()
     answer = worker_handler(sqs_event(received, queue_arn), _Context())
-    worker_dynamo, worker_codat = list(dynamo), list(codat)
+    worker_dynamo, worker_codat, worker_sqs = list(dynamo), list(codat), list(sqs_by_functions)
     assert answer == {"batchItemFailures": []}, answer
     mapping.delete_message_batch(
         QueueUrl=queue_url,
@@ -269,26 +291,33 @@ def _queued_path(
     final = operation_store(refs["OperationsTable"]).get(json.loads(received[0]["Body"])["operationId"])
     per_sweep = [c for c in sweep_dynamo if c.startswith("Query(gauge")]
     index_pages = [c for c in sweep_dynamo if c == "Query(due index page)"]
-    sweeper_own = [c for c in sweep_dynamo if not c.startswith("Query(")]
-    per_payment = ops(sync_dynamo) + ops(sweeper_own) + ops(worker_dynamo)
+    per_payment = ops(sync_dynamo) + ops(worker_dynamo)
     return {
         "sync_attempt_status": status,
         "dynamodb_calls_sync_attempt": ops(sync_dynamo),
-        "dynamodb_calls_sweeper_per_operation": ops(sweeper_own),
         "dynamodb_calls_worker": ops(worker_dynamo),
         "dynamodb_requests_per_payment": len(per_payment),
         "dynamodb_requests_per_payment_by_operation": {
             name: per_payment.count(name) for name in sorted(set(per_payment))
         },
+        "hand_off_delivered_after_seconds": round(delivered_after, 2),
+        "hand_off_note": (
+            "the sync attempt's settle hands the lease to the queue (due within 15 minutes) and sends a "
+            "delayed message; no sweep is involved unless that lease lapses"
+        ),
+        "sweep_meanwhile": {"due": report["due"], "leased": report["leased"], "queued": report["queued"]},
+        "dynamodb_calls_sweep_meanwhile": ops(sweep_dynamo),
         "dynamodb_due_index_queries_this_sweep": len(index_pages),
         "dynamodb_due_index_page_size": _PAGE_SIZE,
         "dynamodb_due_index_query_note": (
             "one Query per page of up to the index page size of due operations, shared by every operation "
-            "the page returns: ~1/page-size per payment after an outage, 1 for a lone payment as here"
+            "the page returns; a handed-off payment is not due until its lease lapses"
         ),
         "dynamodb_gauge_queries_per_sweep": per_sweep,
-        "sqs_requests_by_sweeper": ops(sqs_by_sweeper),
-        "sqs_send_note": "SendMessageBatch carries up to 10 messages: 1/10 per payment when sweeps are full",
+        "sqs_requests_by_sync_attempt": ops(sync_sqs),
+        "sqs_requests_by_sweep_meanwhile": ops(sweep_sqs),
+        "sqs_requests_by_worker": ops(worker_sqs),
+        "sqs_send_note": "the hand-off: one SendMessageBatch of one message, sent once the settle is stored",
         "sqs_requests_by_event_source_mapping": ops(mapping_sqs),
         "sqs_mapping_note": (
             "in the cloud Lambda's poller receives and deletes (long polls continuously, billed per request "

@@ -13,39 +13,52 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from billpay.adapters.operations_dynamodb import LeaseLost, OperationStore, from_item, to_item
+from billpay.adapters.operations_dynamodb import DynamoOperationStore, from_item, to_item
+from billpay.domain import lifecycle
+from billpay.domain.lifecycle import Transition
 from billpay.domain.operations import (
     DUE_BUCKET_NEEDS_REVIEW,
     DUE_BUCKET_PENDING,
+    DUE_BUCKET_UNPUBLISHED,
     STORED_BODY_LIMIT_BYTES,
     Operation,
     UpstreamRequest,
     lease_until,
-    new_claim,
     new_lease_token,
     operation_id,
-    sent_state,
 )
-from billpay.domain.outcomes import classify_exception, classify_response, settled_state
-from billpay.domain.retry_window import window_end_state
-from billpay.service.write_operation import Budget, WriteRequest, execute_write, scope_of, send_and_settle
+from billpay.domain.outcomes import classify_exception, classify_response
+from billpay.domain.ports import Conflict
+from billpay.domain.retry_policy import RetryPolicy
+from billpay.service.write_operation import (
+    Answered,
+    Budget,
+    WriteRequest,
+    execute_write,
+    scope_of,
+    send_and_settle,
+)
 
 from tests.fixtures.codat_clients import keyless_client
 
 pytestmark = pytest.mark.integration
 
 NOW = 1_800_000_000.0
+# A window far longer than any test here: a lease-taker takes the lease instead of ending the operation.
+OPEN_WINDOW = RetryPolicy(window_seconds=3600, base_delay_seconds=1, max_delay_seconds=10)
+# A window already closed for an operation first sent at NOW: a lease-taker ends it instead.
+CLOSED_WINDOW = RetryPolicy(window_seconds=0.5, base_delay_seconds=0.1, max_delay_seconds=0.1)
 
 
 @pytest.fixture(scope="module")
-def store(aws_emulator: Any) -> OperationStore:
-    return OperationStore(aws_emulator.table_names["OperationsTable"], client=aws_emulator.dynamodb)
+def store(aws_emulator: Any) -> DynamoOperationStore:
+    return DynamoOperationStore(aws_emulator.table_names["OperationsTable"], client=aws_emulator.dynamodb)
 
 
-def _claim(
+def _claiming(
     now: float = NOW, token: str | None = None, op_id: str | None = None, hash_: str = "h"
-) -> Operation:
-    return new_claim(
+) -> Transition:
+    return lifecycle.claim(
         operation_id=op_id or str(uuid.uuid4()),
         kind="billPayment",
         request_hash=hash_,
@@ -57,14 +70,43 @@ def _claim(
     )
 
 
-def _raw(store: OperationStore, op_id: str) -> dict[str, Any] | None:
-    item = store.client.get_item(
-        TableName=store.table_name, Key={"operationId": {"S": op_id}}, ConsistentRead=True
+def _claimed(store: DynamoOperationStore, now: float = NOW) -> Operation:
+    """A claim, stored."""
+    claiming = _claiming(now)
+    assert store.apply(claiming) == claiming.ours
+    return claiming.ours
+
+
+def _sent(store: DynamoOperationStore, claim: Operation, now: float = NOW) -> Operation:
+    sent = store.apply(lifecycle.mark_sent(claim, now))
+    assert sent is not None
+    return sent
+
+
+def _take(
+    seen: Operation, *, token: str, lease_until: float, now: float, policy: RetryPolicy = OPEN_WINDOW
+) -> Transition:
+    """The sweeper's take-over of a lapsed lease (counts nothing)."""
+    return lifecycle.take_due(
+        seen,
+        policy=policy,
+        holder="sweeper",
+        token=token,
+        lease_until=lease_until,
+        now=now,
+        count_attempt=False,
+        require_lapsed=True,
     )
-    return item.get("Item")
 
 
-def _listed(store: OperationStore, bucket: str) -> set[str]:
+def _raw(store: DynamoOperationStore, op_id: str) -> dict[str, Any] | None:
+    item: dict[str, Any] | None = store.client.get_item(
+        TableName=store.table_name, Key={"operationId": {"S": op_id}}, ConsistentRead=True
+    ).get("Item")
+    return item
+
+
+def _listed(store: DynamoOperationStore, bucket: str) -> set[str]:
     ids: set[str] = set()
     kwargs: dict[str, Any] = {
         "TableName": store.table_name,
@@ -80,124 +122,153 @@ def _listed(store: OperationStore, bucket: str) -> set[str]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def test_item_round_trip_is_exact(store: OperationStore) -> None:
-    claim = _claim()
+def test_item_round_trip_is_exact(store: DynamoOperationStore) -> None:
+    claiming = _claiming()
+    claim = claiming.ours
     assert from_item(to_item(claim)) == claim
-    store.claim(claim, NOW)
+    store.apply(claiming)
     assert store.get(claim.operation_id) == claim
 
 
-def test_claim_creates_a_guarding_record_with_ttl_outside_the_index(store: OperationStore) -> None:
-    claim = _claim()
-    assert store.claim(claim, NOW).claimed
+def test_claim_creates_a_guarding_record_with_ttl_outside_the_index(store: DynamoOperationStore) -> None:
+    claim = _claimed(store)
     item = _raw(store, claim.operation_id)
     assert item is not None
     assert item["phase"] == {"S": "guarding"} and item["status"] == {"S": "pending"}
     assert item["leaseHolder"] == {"S": "sync"} and "expiresAt" in item
+    assert item["version"] == {"N": "1"}
     assert "dueBucket" not in item and "dueAt" not in item
     assert claim.operation_id not in _listed(store, DUE_BUCKET_PENDING)
 
 
-def test_a_second_claim_gets_the_existing_record_in_one_request(store: OperationStore) -> None:
-    first = _claim()
-    store.claim(first, NOW)
-    second = _claim(op_id=first.operation_id, hash_="other")
-    result = store.claim(second, NOW + 1)
-    assert not result.claimed
-    assert result.existing == first  # ALL_OLD: the whole record, from the failed put itself
+def test_a_second_claim_gets_the_existing_record_in_one_request(store: DynamoOperationStore) -> None:
+    first = _claimed(store)
+    second = _claiming(now=NOW + 1, op_id=first.operation_id, hash_="other")
+    sent: list[str] = []
+
+    def count(**_: Any) -> None:
+        sent.append("request")
+
+    store.client.meta.events.register("before-send.dynamodb", count)
+    try:
+        with pytest.raises(Conflict) as conflict:
+            store.apply(second)
+    finally:
+        store.client.meta.events.unregister("before-send.dynamodb", count)
+    assert conflict.value.current == first  # ALL_OLD: the whole record, from the failed put itself
+    assert len(sent) == 1
 
 
-def test_our_own_retried_claim_is_success(store: OperationStore) -> None:
-    claim = _claim()
-    assert store.claim(claim, NOW).claimed
+def test_our_own_retried_claim_is_success(store: DynamoOperationStore) -> None:
+    claiming = _claiming()
+    assert store.apply(claiming) == claiming.ours
     # The SDK resending a put whose answer was lost: the condition fails on our own item.
-    assert store.claim(claim, NOW + 0.5).claimed
+    assert store.apply(claiming) == claiming.ours
 
 
-def test_an_expired_guarding_claim_is_reclaimed(store: OperationStore) -> None:
-    dead = _claim(now=NOW)
-    store.claim(dead, NOW)
+def test_an_expired_guarding_claim_is_reclaimed(store: DynamoOperationStore) -> None:
+    dead = _claimed(store, NOW)
     assert dead.lease_until is not None
-    fresh = _claim(now=dead.lease_until + 1, op_id=dead.operation_id)
-    assert store.claim(fresh, dead.lease_until + 1).claimed
+    fresh = _claiming(now=dead.lease_until + 1, op_id=dead.operation_id)
+    assert store.apply(fresh) == fresh.ours
     stored = store.get(dead.operation_id)
-    assert stored is not None and stored.lease_token == fresh.lease_token
+    assert stored is not None and stored.lease_token == fresh.ours.lease_token
 
 
-def test_a_sent_record_is_never_reclaimed_even_with_an_expired_lease(store: OperationStore) -> None:
-    claim = _claim()
-    store.claim(claim, NOW)
-    sent = store.transition(claim, sent_state(claim, NOW))
+def test_a_sent_record_is_never_reclaimed_even_with_an_expired_lease(store: DynamoOperationStore) -> None:
+    claim = _claimed(store)
+    sent = _sent(store, claim)
     later = NOW + 3600
-    result = store.claim(_claim(now=later, op_id=claim.operation_id), later)
-    assert not result.claimed and result.existing == sent
+    with pytest.raises(Conflict) as conflict:
+        store.apply(_claiming(now=later, op_id=claim.operation_id))
+    assert conflict.value.current == sent
 
 
-def test_mark_sent_removes_the_ttl_and_lists_the_operation_due_at_lease_end(store: OperationStore) -> None:
-    claim = _claim()
-    store.claim(claim, NOW)
-    sent = store.transition(claim, sent_state(claim, NOW + 0.2))
+def test_mark_sent_removes_the_ttl_and_lists_the_operation_due_at_lease_end(
+    store: DynamoOperationStore,
+) -> None:
+    claim = _claimed(store)
+    sent = _sent(store, claim, NOW + 0.2)
     item = _raw(store, claim.operation_id)
     assert item is not None
     assert "expiresAt" not in item
     assert item["phase"] == {"S": "sent"} and item["attempts"] == {"N": "1"}
+    assert item["version"] == {"N": "2"}
     assert item["dueBucket"] == {"S": DUE_BUCKET_PENDING}
     assert float(item["dueAt"]["N"]) == claim.lease_until
+    assert claim.operation_id not in _listed(store, DUE_BUCKET_NEEDS_REVIEW)
     assert claim.operation_id in _listed(store, DUE_BUCKET_PENDING)
     assert store.get(claim.operation_id) == sent
 
 
-def test_our_own_retried_mark_sent_is_success(store: OperationStore) -> None:
-    claim = _claim()
-    store.claim(claim, NOW)
-    after = sent_state(claim, NOW)
-    store.transition(claim, after)
-    # The same update resent: its condition (phase guarding) fails on the item we already wrote.
-    assert store.transition(claim, after) == after
+def test_a_late_mark_sent_cannot_revive_a_lapsed_claim(store: DynamoOperationStore) -> None:
+    # New with the life cycle's conditions: mark-sent also requires the claim's lease to be live.
+    claim = _claimed(store)
+    assert claim.lease_until is not None
+    with pytest.raises(Conflict) as conflict:
+        store.apply(lifecycle.mark_sent(claim, claim.lease_until + 1))
+    assert conflict.value.current == claim
 
 
-def test_another_token_cannot_write_and_gets_the_current_record(store: OperationStore) -> None:
-    claim = _claim()
-    store.claim(claim, NOW)
+def test_our_own_retried_mark_sent_is_success(store: DynamoOperationStore) -> None:
+    claim = _claimed(store)
+    marking = lifecycle.mark_sent(claim, NOW)
+    store.apply(marking)
+    # The same update resent: its condition (version 1, phase guarding) fails on the item we already wrote.
+    assert store.apply(marking) == marking.ours
+
+
+def test_another_token_cannot_write_and_gets_the_current_record(store: DynamoOperationStore) -> None:
+    claim = _claimed(store)
     impostor = claim.with_changes(lease_token=new_lease_token())
-    with pytest.raises(LeaseLost) as lost:
-        store.transition(impostor, sent_state(impostor, NOW))
-    assert lost.value.current == claim
+    with pytest.raises(Conflict) as conflict:
+        store.apply(lifecycle.mark_sent(impostor, NOW))
+    assert conflict.value.current == claim
     assert store.get(claim.operation_id) == claim
 
 
-def test_settle_succeeded_leaves_the_index(store: OperationStore) -> None:
-    claim = _claim()
-    store.claim(claim, NOW)
-    sent = store.transition(claim, sent_state(claim, NOW))
+def test_settle_succeeded_leaves_the_index(store: DynamoOperationStore) -> None:
+    claim = _claimed(store)
+    sent = _sent(store, claim)
     outcome = classify_response(201, {}, b'{"id": "bp-1", "amount": 10}', earlier_correlation_ids=(), now=NOW)
-    settled = store.transition(sent, settled_state(sent, outcome, NOW + 1, retry_at=None))
-    assert settled.status == "succeeded" and settled.phase == "settled"
+    settling = lifecycle.settle(sent, outcome, NOW + 1, retry_at=None)
+    settled = store.apply(settling)
+    assert settled is not None and (settled.status, settled.phase) == ("succeeded", "settled")
     item = _raw(store, claim.operation_id)
-    assert item is not None
-    assert "dueBucket" not in item and "dueAt" not in item and "leaseUntil" not in item
+    assert item is not None and "leaseUntil" not in item
     assert item["leaseToken"] == {"S": claim.lease_token}  # kept: a retried settle is still recognised
     assert claim.operation_id not in _listed(store, DUE_BUCKET_PENDING)
-    assert store.transition(sent, settled) == settled  # our own settle, resent
+    assert store.apply(settling) == settled  # our own settle, resent
+    # An end state used to leave the index with its settle; it now waits in the `unpublished` bucket until
+    # its terminal event is recorded published, and leaves then.
+    assert claim.operation_id in _listed(store, DUE_BUCKET_UNPUBLISHED)
+    store.apply(lifecycle.published(settled, NOW + 2))
+    item = _raw(store, claim.operation_id)
+    assert item is not None and "dueBucket" not in item and "dueAt" not in item
+    assert claim.operation_id not in _listed(store, DUE_BUCKET_UNPUBLISHED)
 
 
-def test_needs_review_stays_listed_in_its_own_bucket(store: OperationStore) -> None:
-    claim = _claim()
-    store.claim(claim, NOW)
-    sent = store.transition(claim, sent_state(claim, NOW))
+def test_needs_review_stays_listed_in_its_own_bucket(store: DynamoOperationStore) -> None:
+    claim = _claimed(store)
+    sent = _sent(store, claim)
     outcome = classify_exception(TimeoutError("read timed out"))
-    review = store.transition(sent, settled_state(sent, outcome, NOW + 2, retry_at=None))
-    assert review.status == "needs_review"
-    assert claim.operation_id in _listed(store, DUE_BUCKET_NEEDS_REVIEW)
+    review = store.apply(lifecycle.settle(sent, outcome, NOW + 2, retry_at=None))
+    assert review is not None and review.status == "needs_review"
     assert claim.operation_id not in _listed(store, DUE_BUCKET_PENDING)
+    # Counted in its own bucket at once, whether or not its event is out yet (it is published from there).
+    assert claim.operation_id in _listed(store, DUE_BUCKET_NEEDS_REVIEW)
+    assert claim.operation_id not in _listed(store, DUE_BUCKET_UNPUBLISHED)
+    published = store.apply(lifecycle.published(review, NOW + 3))
+    assert published is not None and published.published_version == review.version
+    assert claim.operation_id in _listed(store, DUE_BUCKET_NEEDS_REVIEW)
 
 
-def test_pending_with_a_next_attempt_is_due_then(store: OperationStore) -> None:
-    claim = _claim()
-    store.claim(claim, NOW)
-    sent = store.transition(claim, sent_state(claim, NOW))
+def test_pending_with_a_next_attempt_is_due_then(store: DynamoOperationStore) -> None:
+    claim = _claimed(store)
+    sent = _sent(store, claim)
     outcome = classify_response(503, {}, b"{}", earlier_correlation_ids=(), now=NOW)
-    waiting = store.transition(sent, settled_state(sent, outcome, NOW + 1, retry_at=NOW + 30))
+    waiting = store.apply(lifecycle.settle(sent, outcome, NOW + 1, retry_at=NOW + 30))
+    assert waiting is not None
     assert (waiting.status, waiting.phase, waiting.due_at, waiting.lease_until) == (
         "pending",
         "sent",
@@ -208,83 +279,87 @@ def test_pending_with_a_next_attempt_is_due_then(store: OperationStore) -> None:
     assert item is not None and float(item["dueAt"]["N"]) == NOW + 30
 
 
-def test_release_deletes_only_our_unsent_claim(store: OperationStore) -> None:
-    claim = _claim()
-    store.claim(claim, NOW)
-    assert not store.release(claim.with_changes(lease_token=new_lease_token()))
-    assert store.get(claim.operation_id) is not None
-    assert store.release(claim)
+def test_release_deletes_only_our_unsent_claim(store: DynamoOperationStore) -> None:
+    claim = _claimed(store)
+    # Another token's release deletes nothing. It used to answer False; a release now counts as applied once
+    # the releaser's own claim is gone (`Transition.applied_in`: no item under its token is left), so the
+    # store answers with the item as it stays: the claim under our token, untouched.
+    other = claim.with_changes(lease_token=new_lease_token())
+    assert store.apply(lifecycle.release(other)) == claim
+    assert store.get(claim.operation_id) == claim
+    releasing = lifecycle.release(claim)
+    assert store.apply(releasing) is None
     assert store.get(claim.operation_id) is None
-    assert not store.release(claim)  # resent delete: nothing left, nothing done
+    # A resent delete finds nothing left and does nothing. It used to answer False ("not deleted"); a
+    # release is now applied once our claim is gone (`Transition.applied_in`), so the resent one counts as
+    # our own delete, applied: it answers None (nothing stored) instead of raising a Conflict.
+    assert store.apply(releasing) is None
+    assert store.get(claim.operation_id) is None
 
 
-def test_release_of_a_guarding_claim_cannot_delete_a_sent_record(store: OperationStore) -> None:
-    claim = _claim()
-    store.claim(claim, NOW)
-    store.transition(claim, sent_state(claim, NOW))
-    assert not store.release(claim)  # phase no longer `guarding`
-    assert store.get(claim.operation_id) is not None
+def test_release_of_a_guarding_claim_cannot_delete_a_sent_record(store: DynamoOperationStore) -> None:
+    claim = _claimed(store)
+    sent = _sent(store, claim)
+    with pytest.raises(Conflict) as conflict:  # phase (and version) no longer the claim's
+        store.apply(lifecycle.release(claim))
+    assert conflict.value.current == sent
+    assert store.get(claim.operation_id) == sent
 
 
-def test_release_never_deletes_a_sent_record_even_with_its_own_token(store: OperationStore) -> None:
+def test_release_never_deletes_a_sent_record_even_with_its_own_token(store: DynamoOperationStore) -> None:
     # Once marked sent, a request may have reached Codat: the record is never deleted, whoever asks
-    # (contract: Operation life cycle, release). Only a `guarding` claim is ever released.
-    claim = _claim()
-    store.claim(claim, NOW)
-    sent = store.transition(claim, sent_state(claim, NOW))
+    # (docs/contract.md, Operation life cycle). Only a `guarding` claim is ever released. The store used to
+    # refuse such a delete itself; the life cycle now refuses to build one at all.
+    claim = _claimed(store)
+    sent = _sent(store, claim)
     assert sent.lease_token == claim.lease_token
-    assert not store.release(sent)
+    with pytest.raises(ValueError, match="guarding"):
+        lifecycle.release(sent)
     stored = store.get(claim.operation_id)
     assert stored is not None and stored.phase == "sent"
 
 
-def test_take_lease_only_once_the_lease_expired(store: OperationStore) -> None:
-    claim = _claim()
-    store.claim(claim, NOW)
-    sent = store.transition(claim, sent_state(claim, NOW))
+def test_take_lease_only_once_the_lease_expired(store: DynamoOperationStore) -> None:
+    claim = _claimed(store)
+    sent = _sent(store, claim)
     assert sent.lease_until is not None
-    with pytest.raises(LeaseLost):
-        store.take_lease(
-            sent, holder="sweeper", token="t2", lease_until=NOW + 99, now=NOW + 1, updated_at="x"
-        )
+    with pytest.raises(Conflict):
+        store.apply(_take(sent, token="t2", lease_until=NOW + 99, now=NOW + 1))
     after = sent.lease_until + 1
-    taken = store.take_lease(
-        sent, holder="sweeper", token="t2", lease_until=after + 60, now=after, updated_at="x"
-    )
+    taken = store.apply(_take(sent, token="t2", lease_until=after + 60, now=after))
+    assert taken is not None
     assert (taken.lease_token, taken.lease_holder, taken.due_at) == ("t2", "sweeper", after + 60)
-    with pytest.raises(LeaseLost):  # a second taker with the old view loses
-        store.take_lease(
-            sent, holder="sweeper", token="t3", lease_until=after + 60, now=after, updated_at="x"
-        )
+    assert taken.attempts == sent.attempts  # the sweeper counts nothing: only the worker sends
+    with pytest.raises(Conflict):  # a second taker with the old view loses
+        store.apply(_take(sent, token="t3", lease_until=after + 60, now=after))
 
 
 def test_a_take_over_waits_for_the_lease_and_the_old_holders_late_settle_changes_nothing(
-    store: OperationStore,
+    store: DynamoOperationStore,
 ) -> None:
-    claim = _claim()
-    store.claim(claim, NOW)
-    sent = store.transition(claim, sent_state(claim, NOW))
+    claim = _claimed(store)
+    sent = _sent(store, claim)
     assert sent.lease_until is not None
-    ended = window_end_state(sent, now=NOW + 1, token="t9", holder="sweeper")
-    with pytest.raises(LeaseLost):  # the holder may still be running
-        store.transition(sent, ended, lease_expired_before=NOW + 1)
+    ending = _take(sent, token="t9", lease_until=NOW + 60, now=NOW + 1, policy=CLOSED_WINDOW)
+    assert ending.name == "end_window"
+    with pytest.raises(Conflict):  # the holder may still be running
+        store.apply(ending)
     later = sent.lease_until + 1
-    review = store.transition(
-        sent, window_end_state(sent, now=later, token="t9", holder="sweeper"), lease_expired_before=later
-    )
-    assert review.status == "needs_review" and review.lease_token == "t9"
-    with pytest.raises(LeaseLost) as lost:  # the original holder's late settle changes nothing
-        store.transition(sent, sent.with_changes(status="succeeded", phase="settled"))
-    assert lost.value.current == review
+    review = store.apply(_take(sent, token="t9", lease_until=later + 60, now=later, policy=CLOSED_WINDOW))
+    assert review is not None and review.status == "needs_review" and review.lease_token == "t9"
+    # The original holder's late settle (its send succeeded after all) changes nothing.
+    late = classify_response(201, {}, b'{"id": "bp-1"}', earlier_correlation_ids=(), now=later)
+    with pytest.raises(Conflict) as conflict:
+        store.apply(lifecycle.settle(sent, late, later, retry_at=None))
+    assert conflict.value.current == review
 
 
-def test_large_results_are_stored_capped_with_their_hash(store: OperationStore) -> None:
-    claim = _claim()
-    store.claim(claim, NOW)
-    sent = store.transition(claim, sent_state(claim, NOW))
+def test_large_results_are_stored_capped_with_their_hash(store: DynamoOperationStore) -> None:
+    claim = _claimed(store)
+    sent = _sent(store, claim)
     body = b'{"id": "x", "pad": "' + b"z" * (3 * STORED_BODY_LIMIT_BYTES) + b'"}'
     outcome = classify_response(200, {}, body, earlier_correlation_ids=(), now=NOW)
-    store.transition(sent, settled_state(sent, outcome, NOW, retry_at=None))
+    store.apply(lifecycle.settle(sent, outcome, NOW, retry_at=None))
     stored = store.get(claim.operation_id)
     assert stored is not None and stored.result is not None
     assert stored.result.truncated and stored.result.size == len(body)
@@ -313,10 +388,11 @@ def _broken_planner(op: Operation, outcome: Any, now: float) -> float | None:
     raise RuntimeError("the planner broke")
 
 
-def test_a_planner_that_raises_after_the_send_still_settles_pending_and_due(store: OperationStore) -> None:
-    claim = _claim()
-    store.claim(claim, NOW)
-    sent = store.transition(claim, sent_state(claim, NOW))
+def test_a_planner_that_raises_after_the_send_still_settles_pending_and_due(
+    store: DynamoOperationStore,
+) -> None:
+    claim = _claimed(store)
+    sent = _sent(store, claim)
     sender = _Sender(_Answer(429, b'{"statusCode":429,"correlationId":"c-1"}', {"Retry-After": "7"}))
     settled = send_and_settle(
         store, sender, sent, timeout=1.0, retry_planner=_broken_planner, clock=lambda: NOW + 1
@@ -325,7 +401,7 @@ def test_a_planner_that_raises_after_the_send_still_settles_pending_and_due(stor
     stored = store.get(claim.operation_id)
     # The outcome is recorded (nothing applied, its correlation id), never ended for want of a schedule:
     # due again no sooner than Retry-After, and the lease-taker re-checks the window then.
-    assert stored == settled
+    assert stored is not None and settled.stored and settled.known and stored == settled.op
     assert (stored.status, stored.phase, stored.clear_attempts) == ("pending", "sent", 1)
     assert stored.correlation_ids == ("c-1",)
     assert stored.next_attempt_at == NOW + 1 + 7 and stored.due_bucket == DUE_BUCKET_PENDING
@@ -348,7 +424,7 @@ def _logged() -> Iterator[list[dict[str, Any]]]:
     lines.extend(json.loads(line) for line in sink.getvalue().splitlines())
 
 
-def test_one_log_key_follows_an_operation_from_request_to_end_state(store: OperationStore) -> None:
+def test_one_log_key_follows_an_operation_from_request_to_end_state(store: DynamoOperationStore) -> None:
     # The retry worker logs under `operationId`; the synchronous path must too, on every line it writes.
     request = WriteRequest(
         kind="billPayment",
@@ -370,12 +446,15 @@ def test_one_log_key_follows_an_operation_from_request_to_end_state(store: Opera
         execute_write(request, store=store, sender=sender, budget=budget, retry_planner=planner)
     messages = {line["message"] for line in captured}
     assert {"operation claimed", "write attempt classified", "operation replayed"} <= messages
+    assert isinstance(first, Answered)
     for line in captured:
-        assert line.get("operationId") == first.operation_id, line
+        assert line.get("operationId") == first.op.operation_id, line
         assert "operation_id" not in line, line
 
 
-def test_a_codat_key_that_cannot_be_fetched_before_the_send_releases_the_claim(store: OperationStore) -> None:
+def test_a_codat_key_that_cannot_be_fetched_before_the_send_releases_the_claim(
+    store: DynamoOperationStore,
+) -> None:
     # Nothing was sent: the claim is released (the key may be resent) instead of a record left
     # `pending` with an attempt that counts as may-be-applied.
     client = keyless_client()

@@ -14,13 +14,16 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
-from billpay.adapters.operations_dynamodb import OperationStore
+from billpay.adapters.operations_dynamodb import DynamoOperationStore
 from billpay.adapters.operations_sweep_dynamodb import SweepIndex
-from billpay.domain.operations import iso_timestamp, new_lease_token
+from billpay.domain import lifecycle
+from billpay.domain.operations import new_lease_token
+from billpay.domain.retry_policy import RetryPolicy
+from billpay.service.sweep import PUBLISH_GRACE_SECONDS
 
 from local.emulator import LocalResources
 from local.gateway.environment import function_environment
@@ -191,26 +194,37 @@ def test_fault_reaches_its_end_state_once(
 
 
 def _lease_as_the_sweeper(stack: Stack, operation_id: str, lease_seconds: float) -> str:
-    """Take the operation's lease exactly as the sweeper does when it is due, and return the token."""
-    store = OperationStore(stack.operations_table_name, client=stack.dynamodb)
+    """Take the operation's lease as a lease-taker does, and return the new token for a message of our own.
+
+    The 429's long Retry-After (60 s, within the 15-minute hand-off horizon) had the write flow hand its
+    lease to the queue with a delayed message; the test takes that lease over with the token it read, as
+    that message's recipient would (which leaves the delayed message stale when it arrives). It used to take
+    the sweeper's lapsed-lease route, from an operation with no lease holder: there is no such operation
+    now while a retry is due soon."""
+    store = DynamoOperationStore(stack.operations_table_name, client=stack.dynamodb)
     op = store.get(operation_id)
-    assert op is not None and op.status == "pending" and op.lease_holder is None
+    assert op is not None and op.status == "pending" and op.lease_holder == "queue"
     now = time.time()
     token = new_lease_token()
-    until = now + lease_seconds
-    # The same write as the sweeper's take_lease, on an operation due now (nextAttemptAt = now).
-    store.transition(
-        op,
-        op.with_changes(
-            lease_token=token,
-            lease_holder="sweeper",
-            lease_until=until,
-            next_attempt_at=now,
-            due_at=until,
-            updated_at=iso_timestamp(now),
-        ),
-        lease_expired_before=now,
+    policy = RetryPolicy(
+        window_seconds=WINDOW_SECONDS,
+        base_delay_seconds=float(SETTINGS["BILLPAY_RETRY_BASE_DELAY_SECONDS"]),
+        max_delay_seconds=float(SETTINGS["BILLPAY_RETRY_MAX_DELAY_SECONDS"]),
     )
+    taking = lifecycle.take_due(
+        op,
+        policy=policy,
+        holder="sweeper",
+        token=token,
+        lease_until=now + lease_seconds,
+        now=now,
+        count_attempt=False,
+        require_lapsed=False,  # the queue's lease is live: taken over with its token, not after it lapsed
+    )
+    assert taking.name == "take_lease"
+    # Made due now (nextAttemptAt = now, where the 429's Retry-After had put it): once this lease lapses,
+    # the sweeper finds it due at once.
+    store.apply(replace(taking, after=taking.ours.with_changes(next_attempt_at=now)))
     return token
 
 
@@ -229,6 +243,9 @@ def _worker_env(stack: Stack) -> dict[str, str]:
     return {**os.environ, **env, "PYTHONPATH": f"{REPO_ROOT}:{REPO_ROOT / 'layers' / 'billpay'}"}
 
 
+# The worker gets an 8 s deadline (it was 4 s): it now builds its client and fetches the Codat key before it
+# takes the lease and sizes its attempt from the time left, and a cold process on a loaded machine can spend
+# two seconds on that; with too little left it sends nothing ("no_time") and the kill never comes.
 _RUN_WORKER = """
 import json, sys, time
 from local.gateway.worker import LambdaContext
@@ -239,7 +256,7 @@ body = sys.argv[1]
 event = {"Records": [{"messageId": "killed-1", "receiptHandle": "r", "body": body, "attributes":
          {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
          "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}]}
-print(lambda_handler(event, LambdaContext(spec, "killed", int((time.time() + 4) * 1000))), flush=True)
+print(lambda_handler(event, LambdaContext(spec, "killed", int((time.time() + 8) * 1000))), flush=True)
 """
 
 
@@ -270,7 +287,8 @@ def _kill_worker_after_its_send(stack: Stack, t: Target, operation_id: str, toke
 
 def test_a_worker_killed_mid_attempt_still_ends_with_one_record(rstack: Stack) -> None:
     t, key = target(), f"killed-{uuid.uuid4()}"
-    # A 429 with a long Retry-After keeps the stack's own sweeper away while the test takes the lease.
+    # A 429 with a long Retry-After keeps the stack's own retries away (the queue holds the lease, its
+    # delayed message a minute off) while the test takes the lease.
     rstack.arm_fault(path=t.fault_path, fault="status", status=429, retry_after=60, times=1)
     operation_id = first_pending(rstack, t, key)
     token = _lease_as_the_sweeper(rstack, operation_id, lease_seconds=60)
@@ -397,7 +415,7 @@ def test_make_resolve_moves_a_needs_review_to_its_resolution_and_the_gauge_drops
     assert ended(rstack, operation_id)["status"] == "needs_review"
 
     # The gauge counts every open review (earlier tests leave some): wait until it shows this one too.
-    store = OperationStore(rstack.operations_table_name, client=rstack.dynamodb)
+    store = DynamoOperationStore(rstack.operations_table_name, client=rstack.dynamodb)
     before = SweepIndex(store).open_reviews()
     assert before >= 1
     mark = len(rstack.log_path.read_text(errors="replace").splitlines())
@@ -409,7 +427,7 @@ def test_make_resolve_moves_a_needs_review_to_its_resolution_and_the_gauge_drops
     done = subprocess.run(
         ["make", "-s", "resolve", f"OP={operation_id}", "STATUS=succeeded", "NOTE=found once in the ledger"],
         cwd=REPO_ROOT,
-        env={**os.environ, "BILLPAY_EMULATOR_PORT": port, "BY": "test-operator"},
+        env={**os.environ, "BILLPAY_EMULATOR_PORT": port},
         capture_output=True,
         text=True,
         timeout=120,
@@ -422,7 +440,20 @@ def test_make_resolve_moves_a_needs_review_to_its_resolution_and_the_gauge_drops
     assert op["status"] == "succeeded"
     item = rstack.operation_item(operation_id)
     assert item is not None and item["resolution"]["note"] == "found once in the ledger"
-    assert item["resolution"]["by"] == "test-operator" and "dueBucket" not in item
+    # Who decided is no longer typed in (BY=...): it is the caller's AWS identity, as STS names it.
+    assert item["resolution"]["by"] == rstack.aws("sts").get_caller_identity()["Arn"]
+    assert item["resolution"]["previousStatus"] == "needs_review"
+    # Out of the needs_review bucket at once. It used to leave the index with the resolve; the resolution's
+    # event is now left to the sweeper (listed `unpublished`), which publishes it after its grace.
+    assert item.get("dueBucket") != "needs_review"
+
+    def out_of_the_index() -> bool:
+        current = rstack.operation_item(operation_id)
+        return current is not None and "dueBucket" not in current
+
+    rstack.wait_until(
+        out_of_the_index, timeout=PUBLISH_GRACE_SECONDS + 15, message="the resolution's event published"
+    )
     assert pay(rstack, t, key)[0] == 201
     assert len(records(rstack, t)) == 1
 

@@ -10,24 +10,28 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from billpay.adapters.operations_dynamodb import LeaseLost, OperationStore, to_item
+from billpay.adapters.events_eventbridge import EventBridgePublisher
+from billpay.adapters.operations_dynamodb import DynamoOperationStore, to_item
 from billpay.adapters.operations_sweep_dynamodb import SweepIndex
-from billpay.adapters.retry_queue_sqs import RetryMessage, RetryQueue
+from billpay.adapters.retry_queue_sqs import SqsRetryQueue
+from billpay.domain import lifecycle
+from billpay.domain.lifecycle import Transition, due_index
 from billpay.domain.operations import (
     DUE_BUCKET_NEEDS_REVIEW,
     DUE_BUCKET_PENDING,
+    DUE_BUCKET_UNPUBLISHED,
     Operation,
+    Resolution,
+    Status,
     UpstreamRequest,
-    due_index,
-    iso_timestamp,
-    new_claim,
     new_lease_token,
 )
+from billpay.domain.ports import Conflict, RetryMessage
 from billpay.domain.retry_policy import RetryPolicy
-from billpay.service.resolve import ResolveRefused, resolve
 from billpay.service.retry import PolicyPlanner, RetryWorker
-from billpay.service.sweep import Sweeper
+from billpay.service.sweep import PUBLISH_GRACE_SECONDS, Sweeper
 
+from ops.resolve import ResolveRefused, resolve
 from tests.fixtures.codat_clients import keyless_client
 
 pytestmark = pytest.mark.integration
@@ -35,6 +39,7 @@ pytestmark = pytest.mark.integration
 NOW = 1_900_000_000.0
 WINDOW = 600.0
 POLICY = RetryPolicy(window_seconds=WINDOW, base_delay_seconds=1, max_delay_seconds=10)
+EVENT_BUS = "billpay-sweeper-test"
 PLENTY = lambda: 20_000  # noqa: E731 — a Lambda's remaining time, in ms
 
 
@@ -48,13 +53,24 @@ class _NoSend:
 @pytest.fixture
 def env(aws_emulator: Any, aws_env: dict[str, str]) -> Iterator[dict[str, Any]]:
     aws_emulator.reset()
-    store = OperationStore(aws_emulator.table_names["OperationsTable"], client=aws_emulator.dynamodb)
+    store = DynamoOperationStore(aws_emulator.table_names["OperationsTable"], client=aws_emulator.dynamodb)
     url = aws_emulator.queue_urls["RetryQueue"]
-    yield {"store": store, "queue": RetryQueue(url, client=aws_emulator.sqs), "url": url, "emu": aws_emulator}
+    # A terminal state leaves the `unpublished` bucket only once its event is on a bus: the sweeper gets
+    # one on the emulator (the template names none yet).
+    events = aws_emulator.client("events")
+    events.create_event_bus(Name=EVENT_BUS)
+    yield {
+        "store": store,
+        "index": SweepIndex(store),
+        "queue": SqsRetryQueue(url, client=aws_emulator.sqs),
+        "publisher": EventBridgePublisher(EVENT_BUS, client=events),
+        "url": url,
+        "emu": aws_emulator,
+    }
 
 
 def _pending(
-    store: OperationStore,
+    store: DynamoOperationStore,
     *,
     n: int = 1,
     attempts: int = 1,
@@ -63,10 +79,10 @@ def _pending(
     next_at: float | None = NOW - 1,
     lease_until: float | None = None,
     holder: str | None = None,
-    status: str = "pending",
+    status: Status = "pending",
 ) -> Operation:
     """A sent operation as the write flow leaves it, written straight to the table."""
-    op = new_claim(
+    op = lifecycle.claim(
         operation_id=f"00000000-0000-4000-8000-{n:012d}",
         kind="billPayment",
         request_hash="h" * 64,
@@ -75,8 +91,8 @@ def _pending(
         now=first,
         lease_until=first + 10,
         lease_token=new_lease_token(),
-    )
-    bucket, due = due_index(status, "sent", lease_until=lease_until, next_attempt_at=next_at, now=NOW)  # type: ignore[arg-type]
+    ).ours
+    bucket, due = due_index(status, "sent", lease_until=lease_until, next_attempt_at=next_at, now=NOW)
     op = op.with_changes(
         status=status,
         phase="sent" if status == "pending" else "settled",
@@ -95,7 +111,28 @@ def _pending(
 
 
 def _sweeper(env: dict[str, Any], now: float = NOW) -> Sweeper:
-    return Sweeper(store=env["store"], queue=env["queue"], policy=POLICY, clock=lambda: now)
+    return Sweeper(
+        store=env["store"],
+        index=env["index"],
+        queue=env["queue"],
+        policy=POLICY,
+        publisher=env["publisher"],
+        clock=lambda: now,
+    )
+
+
+def _take(seen: Operation, *, token: str, lease_until: float, now: float = NOW) -> Transition:
+    """The sweeper's own lease take-over of `seen`, as it computes it."""
+    return lifecycle.take_due(
+        seen,
+        policy=POLICY,
+        holder="sweeper",
+        token=token,
+        lease_until=lease_until,
+        now=now,
+        count_attempt=False,
+        require_lapsed=True,
+    )
 
 
 def _messages(env: dict[str, Any]) -> list[RetryMessage]:
@@ -163,22 +200,18 @@ def test_an_expired_lease_is_taken_over(env: dict[str, Any]) -> None:
 def test_a_stale_token_cannot_take_the_lease(env: dict[str, Any]) -> None:
     seen = _pending(env["store"])
     # Someone else took it after we read it.
-    env["store"].take_lease(
-        seen, holder="sweeper", token="other", lease_until=NOW - 0.5, now=NOW, updated_at=iso_timestamp(NOW)
-    )
-    with pytest.raises(LeaseLost) as lost:
-        env["store"].take_lease(
-            seen, holder="sweeper", token="mine", lease_until=NOW + 60, now=NOW, updated_at=iso_timestamp(NOW)
-        )
+    env["store"].apply(_take(seen, token="other", lease_until=NOW - 0.5))
+    with pytest.raises(Conflict) as lost:
+        env["store"].apply(_take(seen, token="mine", lease_until=NOW + 60))
     assert lost.value.current is not None and lost.value.current.lease_token == "other"
 
 
 def test_an_sdk_retried_lease_take_counts_as_ours(env: dict[str, Any]) -> None:
     seen = _pending(env["store"])
-    args = {"holder": "sweeper", "token": "mine", "lease_until": NOW + 60, "now": NOW, "updated_at": "t"}
-    env["store"].take_lease(seen, **args)
-    again = env["store"].take_lease(seen, **args)  # the same write, as the SDK would resend it
-    assert again.lease_token == "mine"
+    taking = _take(seen, token="mine", lease_until=NOW + 60)
+    env["store"].apply(taking)
+    again = env["store"].apply(taking)  # the same write, as the SDK would resend it
+    assert again is not None and again.lease_token == "mine"
 
 
 def test_concurrent_sweepers_enqueue_each_operation_once(env: dict[str, Any]) -> None:
@@ -237,10 +270,10 @@ def test_gauges(env: dict[str, Any]) -> None:
 
 def test_a_failed_enqueue_is_due_again_when_the_lease_expires(env: dict[str, Any]) -> None:
     op = _pending(env["store"])
-    broken = RetryQueue(env["url"] + "-missing", client=env["emu"].sqs)
-    report = Sweeper(store=env["store"], queue=broken, policy=POLICY, clock=lambda: NOW).sweep(
-        remaining_millis=PLENTY
-    )
+    broken = SqsRetryQueue(env["url"] + "-missing", client=env["emu"].sqs)
+    report = Sweeper(
+        store=env["store"], index=env["index"], queue=broken, policy=POLICY, clock=lambda: NOW
+    ).sweep(remaining_millis=PLENTY)
     assert (report.leased, report.queued, report.enqueue_failed) == (1, 0, 1)
     # Not before the lease expires...
     assert _sweeper(env, NOW + 10).sweep(remaining_millis=PLENTY).queued == 0
@@ -307,13 +340,25 @@ def test_resolve_needs_review_only_and_records_the_decision(env: dict[str, Any])
     )
     assert done.status == "succeeded"
     stored = env["store"].get(review.operation_id)
-    assert stored.due_bucket is None
+    # It used to leave the index at once; the resolution's event is now left to the sweeper (listed
+    # `unpublished`), which publishes it after its grace, and then it leaves the index.
+    assert stored.due_bucket == DUE_BUCKET_UNPUBLISHED
+    assert _sweeper(env, NOW + PUBLISH_GRACE_SECONDS + 1).sweep(remaining_millis=PLENTY).republished == 1
+    assert env["store"].get(review.operation_id).due_bucket is None
+    # A typed decision now (it used to be a free-form map in `extra`); its stored form is unchanged.
+    assert stored.resolution == Resolution(
+        status="succeeded",
+        note="found in Xero",
+        by="ana",
+        at=stored.updated_at,
+        previous_status="needs_review",
+    )
     resolution = env["store"].client.get_item(
         TableName=env["store"].table_name, Key={"operationId": {"S": review.operation_id}}
     )["Item"]["resolution"]["M"]
     assert resolution["note"]["S"] == "found in Xero" and resolution["by"]["S"] == "ana"
     assert resolution["previousStatus"]["S"] == "needs_review"
-    assert SweepIndex(env["store"]).open_reviews() == 0
+    assert env["index"].open_reviews() == 0
     with pytest.raises(ResolveRefused):  # already resolved
         resolve(env["store"], review.operation_id, "failed", "again", by="ana")
 

@@ -464,9 +464,8 @@ def test_needs_review_then_resolved_publishes_both_the_highest_version_last() ->
         world.store.process(), op.operation_id, "failed", "checked the ledger", by="me", clock=world.clock
     )
     (op,) = world.store.items.values()
-    assert unpublished(op) and op.resolution == Resolution(
-        "failed", "checked the ledger", "me", op.resolution.at, "needs_review"
-    )
+    assert op.resolution is not None and unpublished(op)
+    assert op.resolution == Resolution("failed", "checked the ledger", "me", op.resolution.at, "needs_review")
     world.clock.advance(31)
     world.sweeper().sweep(remaining_millis=lambda: 60_000)
     kinds = [(e.detail_type, e.detail["version"]) for e in world.bus.events]

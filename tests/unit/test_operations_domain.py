@@ -9,6 +9,8 @@ import hashlib
 from decimal import Decimal
 
 import pytest
+from billpay.domain import lifecycle
+from billpay.domain.lifecycle import due_index
 from billpay.domain.operations import (
     DUE_BUCKET_NEEDS_REVIEW,
     DUE_BUCKET_PENDING,
@@ -22,10 +24,8 @@ from billpay.domain.operations import (
     UpstreamRequest,
     canonical_json,
     decide_replay,
-    due_index,
     key_scope,
     lease_until,
-    new_claim,
     normalise_caller,
     operation_id,
     request_hash,
@@ -205,8 +205,8 @@ def test_unparseable_bodies_are_kept_raw() -> None:
 # -- states -------------------------------------------------------------------------------------------------
 
 
-def _claim(now: float = 1000.0, token: str = "t1") -> Operation:
-    return new_claim(
+def _claiming(now: float = 1000.0, token: str = "t1") -> lifecycle.Transition:
+    return lifecycle.claim(
         operation_id="op",
         kind="billPayment",
         request_hash="h",
@@ -218,12 +218,21 @@ def _claim(now: float = 1000.0, token: str = "t1") -> Operation:
     )
 
 
+def _claim(now: float = 1000.0, token: str = "t1") -> Operation:
+    return _claiming(now, token).ours
+
+
 def test_a_claim_guards_with_a_sync_lease_and_a_day_of_ttl() -> None:
-    claim = _claim()
+    claiming = _claiming()
+    claim = claiming.ours
     assert (claim.phase, claim.status, claim.lease_holder) == ("guarding", "pending", "sync")
     assert claim.lease_until == 1000.0 + 20.0 + 5.0
     assert claim.expires_at == 1000 + GUARDING_TTL_SECONDS
     assert claim.due_bucket is None and claim.due_at is None
+    # A new record (nothing read before it), the first version; it may replace only a guarding claim
+    # whose lease ended before now.
+    assert (claiming.name, claiming.before, claim.version) == ("claim", None, 1)
+    assert claiming.reclaim_lapsed_before == 1000.0
 
 
 def test_due_index_lists_only_unfinished_sent_operations() -> None:

@@ -278,6 +278,9 @@ class DynamoOperationStore:
             return
         names, values, condition = _condition(t)
         if t.after is None:
+            # Whatever the caller built: a record that may have reached Codat is never deleted.
+            values[":guarding"] = {"S": "guarding"}
+            condition += " AND #phase = :guarding"
             self.client.delete_item(
                 TableName=self.table_name,
                 Key=self._key(t.operation_id),
@@ -314,7 +317,8 @@ class DynamoOperationStore:
 
 
 def _condition(t: Transition) -> tuple[dict[str, str], dict[str, AttributeValue], str]:
-    """The transition's condition on an existing item: the state it was computed from, and its lease rule."""
+    """The transition's condition on an existing item: the state it was computed from
+    (`lifecycle.same_write`), and its lease rule."""
     before = t.before
     assert before is not None
     names = {"#phase": "phase", "#status": "status", "#leaseToken": "leaseToken", "#version": "version"}
@@ -333,6 +337,12 @@ def _condition(t: Transition) -> tuple[dict[str, str], dict[str, AttributeValue]
         values[":beforeVersion"] = {"N": str(before.version)}
     else:
         parts.append("attribute_not_exists(#version)")
+    names["#published"] = "publishedVersion"
+    if before.published_version is not None:
+        parts.append("#published = :beforePublished")
+        values[":beforePublished"] = {"N": str(before.published_version)}
+    else:
+        parts.append("attribute_not_exists(#published)")
     if t.lease_live_at is not None:
         names["#leaseUntil"] = "leaseUntil"
         values[":liveAt"] = _n(t.lease_live_at)

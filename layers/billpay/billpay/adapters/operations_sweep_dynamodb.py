@@ -78,7 +78,9 @@ class SweepIndex:
         return (entry.operation_id for entry in self.entries(DUE_BUCKET_PENDING, due_by=now))
 
     def unpublished(self, before: float) -> Iterator[str]:
-        return (entry.operation_id for entry in self.entries(DUE_BUCKET_UNPUBLISHED, due_by=before))
+        # Ended operations wait in their own bucket; a needs_review stays in its (small) bucket, counted.
+        for bucket in (DUE_BUCKET_UNPUBLISHED, DUE_BUCKET_NEEDS_REVIEW):
+            yield from (entry.operation_id for entry in self.entries(bucket, due_by=before))
 
     def count(self, bucket: str) -> int:
         total = 0

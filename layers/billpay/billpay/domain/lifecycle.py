@@ -20,8 +20,9 @@ and the in-memory fake agree on both.
 A terminal state stays in the index's `unpublished` bucket until `published` records that its event went
 out: the holder publishes right after its write; the sweeper publishes what a holder did not.
 
-Every write bumps `version`; with the token, it names one write. Every condition includes the version, token,
-phase and status that were read: a transition applies only to the state it was computed from.
+Every write bumps `version` (but `published`, which records which version's event went out); with the token
+and the published version, it names one write. Every condition includes the version, token, phase, status and
+published version that were read: a transition applies only to the state it was computed from.
 """
 
 from __future__ import annotations
@@ -123,8 +124,12 @@ class Transition:
 
 
 def same_write(a: Operation, b: Operation) -> bool:
-    """Two readings of one stored write: the same version, token, phase and status."""
-    return (a.version, a.lease_token, a.phase, a.status) == (b.version, b.lease_token, b.phase, b.status)
+    """Two readings of one stored write: the same version, token, phase, status and published version."""
+    return _identity(a) == _identity(b)
+
+
+def _identity(op: Operation) -> tuple[object, ...]:
+    return (op.version, op.lease_token, op.phase, op.status, op.published_version)
 
 
 def _written(op: Operation, now: float, **changes: Any) -> Operation:
@@ -145,11 +150,12 @@ def due_index(
     Listed while unfinished and sent: `pending` is due when its lease expires (a holder may have died) or,
     with no lease, at `nextAttemptAt`; `needs_review` stays listed (dated when it got there) until a person
     resolves it. A terminal state just written is listed `unpublished` (dated then) until its event is
-    recorded published. A `guarding` claim is never listed: nothing may ever send it.
+    recorded published (a `needs_review` stays in its own bucket, counted, and is published from there). A
+    `guarding` claim is never listed: nothing may ever send it.
     """
     if phase == "guarding":
         return None, None
-    if unpublished and phase == "settled":
+    if unpublished and phase == "settled" and status != "needs_review":
         return DUE_BUCKET_UNPUBLISHED, now
     if status == "pending":
         due = lease_until if lease_until is not None else next_attempt_at
@@ -327,7 +333,7 @@ def settle(
 
 def unpublished(op: Operation) -> bool:
     """A terminal state whose event is not recorded as published."""
-    return op.due_bucket == DUE_BUCKET_UNPUBLISHED
+    return op.phase == "settled" and op.published_version != op.version
 
 
 def published(op: Operation, now: float) -> Transition:
@@ -335,9 +341,12 @@ def published(op: Operation, now: float) -> Transition:
     `needs_review` goes back to its own; an end state leaves the index). Conditional on the state that was
     published still being the one stored: a later change (a person's resolve) is published in its turn."""
     due_bucket, due_at = due_index(op.status, op.phase, lease_until=None, next_attempt_at=None, now=now)
-    after = _written(op, now, published_version=op.version, due_bucket=due_bucket, due_at=due_at)
-    # The operation itself did not change: its envelope keeps the time of its last real change.
-    return Transition("published", op.operation_id, op, after.with_changes(updated_at=op.updated_at))
+    if op.status == "needs_review":
+        due_bucket, due_at = op.due_bucket, op.due_at  # stays listed, dated when it got there
+    # The operation itself does not change (its version and time stay those of the state the event
+    # carries); `publishedVersion` is what tells this write apart.
+    after = op.with_changes(published_version=op.version, due_bucket=due_bucket, due_at=due_at)
+    return Transition("published", op.operation_id, op, after)
 
 
 def handed_to_queue(settled: Operation) -> bool:

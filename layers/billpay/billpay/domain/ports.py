@@ -62,7 +62,8 @@ class OperationIndex(Protocol):
         """Ids of pending operations due by `now`, oldest due first."""
 
     def unpublished(self, before: float) -> Iterator[str]:
-        """Ids of terminal operations whose event is not recorded published, listed before `before`."""
+        """Candidates for a terminal event not yet published (listed before `before`): the ended operations
+        waiting in the `unpublished` bucket and every `needs_review`; each is re-read before publishing."""
 
     def open_reviews(self) -> int: ...
 
