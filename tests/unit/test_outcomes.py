@@ -8,6 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 from billpay.adapters.codat import CodatClient
+from billpay.domain.bounds import parse_retry_after
 from billpay.domain.operations import (
     DUE_BUCKET_NEEDS_REVIEW,
     DUE_BUCKET_PENDING,
@@ -21,7 +22,6 @@ from billpay.domain.outcomes import (
     Outcome,
     classify_exception,
     classify_response,
-    parse_retry_after,
     settled_state,
 )
 from billpay.domain.retry_window import window_end_state
