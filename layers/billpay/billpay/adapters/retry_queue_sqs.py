@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from billpay.adapters.aws_sdk import client_config
+
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
@@ -53,10 +55,8 @@ def sqs_client() -> SQSClient:
     """An SQS client with bounded timeouts; endpoint from AWS_ENDPOINT_URL like every other client."""
     # Deferred: boto3 costs cold-start time, paid only by functions that send.
     import boto3  # noqa: PLC0415
-    from botocore.config import Config  # noqa: PLC0415
 
-    config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
-    return boto3.client("sqs", config=config)
+    return boto3.client("sqs", config=client_config())
 
 
 class RetryQueue:
