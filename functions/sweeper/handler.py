@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from billpay.observability import count_unexpected_errors, logger, with_metrics
+from billpay.observability import count_unexpected_errors, logger, metrics
 from billpay.service.sweep import Sweeper
 
 _sweeper: Sweeper | None = None
@@ -24,7 +24,7 @@ def _get_sweeper() -> Sweeper:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@with_metrics
+@metrics.log_metrics
 @count_unexpected_errors
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = _get_sweeper().sweep(remaining_millis=context.get_remaining_time_in_millis)

@@ -77,7 +77,7 @@ def test_one_call_is_bounded_by_attempts_timeouts_and_backoff() -> None:
 
 def test_the_client_config_is_the_one_the_arithmetic_is_about() -> None:
     settings = load_settings({"CODAT_API_KEY": "k"})
-    config = client_config(settings)
+    config: Any = client_config(settings)  # botocore's stubs do not declare Config's attributes
     assert config.connect_timeout == settings.aws_connect_timeout_seconds
     assert config.read_timeout == settings.aws_read_timeout_seconds
     assert config.retries == {"mode": "standard", "total_max_attempts": settings.aws_max_attempts}
@@ -121,10 +121,8 @@ def test_the_sweeper_finishes_one_operation_whatever_its_dependencies_do() -> No
 
 
 def client_error(code: str, status: int) -> ClientError:
-    return ClientError(
-        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
-        "PutItem",
-    )
+    response: Any = {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, "PutItem")
 
 
 @pytest.mark.parametrize(
