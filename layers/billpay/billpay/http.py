@@ -57,7 +57,7 @@ PROBLEM_DESCRIPTIONS: dict[int, str] = {
     400: "Invalid request (`validation-error`, `idempotency-key-missing`)",
     404: "Unknown company, connection or resource (`not-found`)",
     409: "The same Idempotency-Key is being processed (`request-in-progress`); see Retry-After",
-    413: "The request body is larger than 64 KB (`payload-too-large`)",
+    413: f"The request body is larger than {REQUEST_BODY_LIMIT_BYTES // 1024} KB (`payload-too-large`)",
     422: "Refused by a rule or by Codat (`idempotency-key-reused`, guards, `upstream-rejected`)",
     500: "Unexpected error (`internal-error`)",
     502: "Codat refused us, failed, or the outcome is unknown (`upstream-rejected`, `upstream-unavailable`, "
