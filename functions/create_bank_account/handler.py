@@ -20,7 +20,7 @@ from billpay.http import WRITE_PROBLEMS, build_resolver, route_responses
 from billpay.models.codat import UUID_PATTERN, BankAccount
 from billpay.models.operations import OperationEnvelope
 from billpay.models.requests import BankAccountCreate
-from billpay.observability import logger
+from billpay.observability import logger, with_metrics
 from billpay.service.payment_guards import check_bank_account, note_bank_account_created
 from billpay.write_route import IdempotencyKeyHeader, run_write, write_request
 
@@ -72,5 +72,6 @@ def create_bank_account(
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@with_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

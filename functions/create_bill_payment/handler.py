@@ -24,7 +24,7 @@ from billpay.http import WRITE_PROBLEMS, build_resolver, route_responses
 from billpay.models.codat import UUID_PATTERN
 from billpay.models.operations import OperationEnvelope
 from billpay.models.requests import BillPaymentCreate
-from billpay.observability import logger
+from billpay.observability import logger, with_metrics
 from billpay.problems import validation_error
 from billpay.service.payment_guards import check_payment, note_payment_recorded
 from billpay.write_route import IdempotencyKeyHeader, run_write, write_request
@@ -92,5 +92,6 @@ def create_bill_payment(
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@with_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -15,7 +15,7 @@ from billpay.adapters.operations_dynamodb import operation_store
 from billpay.config import get_settings
 from billpay.http import build_resolver, route_responses
 from billpay.models.operations import OperationEnvelope, envelope
-from billpay.observability import logger
+from billpay.observability import logger, with_metrics
 from billpay.problems import not_found
 
 app = build_resolver()
@@ -29,7 +29,7 @@ OPERATION_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}
     description="status: pending, succeeded, failed (not recorded) or needs_review (a person must look).",
     operation_id="getOperation",
     tags=["Operations"],
-    responses=route_responses(200, "The operation", (400, 404, 500)),
+    responses=route_responses(200, "The operation", (400, 404, 500, 503)),
 )
 def get_operation(
     operationId: Annotated[str, Path(pattern=OPERATION_ID_PATTERN, description="From a write's answer")],
@@ -42,5 +42,6 @@ def get_operation(
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@with_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

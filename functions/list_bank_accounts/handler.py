@@ -13,7 +13,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from billpay.http import READ_PROBLEMS, build_resolver, route_responses
 from billpay.models.codat import UUID_PATTERN
-from billpay.observability import logger
+from billpay.observability import logger, with_metrics
 from billpay.service.list_accounts import BankAccountsPage, StatusFilter, list_accounts
 
 app = build_resolver()
@@ -39,5 +39,6 @@ def list_bank_accounts(
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@with_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -13,7 +13,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from billpay.observability import logger, metrics
+from billpay.observability import count_unexpected_errors, logger, metrics
 from billpay.service.retry import RetryWorker
 
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -30,9 +30,13 @@ def _get_worker() -> RetryWorker:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+@count_unexpected_errors
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     worker = _get_worker()
 
+    # A record that raises is reported in batchItemFailures, not as a failed invocation: counted here,
+    # since Lambda's Errors metric never sees it.
+    @count_unexpected_errors
     def record_handler(record: SQSRecord) -> None:
         worker.process_message(
             record.body,

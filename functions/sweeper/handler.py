@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from billpay.observability import logger, metrics
+from billpay.observability import count_unexpected_errors, logger, metrics
 from billpay.service.sweep import Sweeper
 
 _sweeper: Sweeper | None = None
@@ -25,6 +25,7 @@ def _get_sweeper() -> Sweeper:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+@count_unexpected_errors
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = _get_sweeper().sweep(remaining_millis=context.get_remaining_time_in_millis)
     return report.to_dict()

@@ -574,6 +574,20 @@ def test_alarms_watch_the_payment_flow_and_notify_the_topic() -> None:
         assert alarm["Dimensions"] == [{"Name": "service", "Value": "billpay"}]
 
 
+def test_unexpected_errors_are_an_alarm_even_when_answered_as_500() -> None:
+    # The resolver turns an exception into a 500 problem, so Lambda's Errors metric never sees it: the
+    # UnexpectedError metric counted by billpay.observability is what this alarm watches.
+    (unexpected,) = alarm_on("UnexpectedError", "BillPaySync")
+    assert unexpected["Dimensions"] == [{"Name": "service", "Value": "billpay"}]
+    assert unexpected["Statistic"] == "Sum" and unexpected["Period"] == 300
+    assert unexpected["Threshold"] == 1
+    assert unexpected["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert unexpected["TreatMissingData"] == "notBreaching"
+    assert notifies_topic(unexpected)
+    (dashboard,) = resources_of_type(TEMPLATE, "AWS::CloudWatch::Dashboard").values()
+    assert "${UnexpectedErrorAlarm.Arn}" in dashboard["DashboardBody"]["Fn::Sub"][0]
+
+
 def test_the_retry_window_respects_codats_key_cache() -> None:
     window = float(GLOBALS["Environment"]["Variables"]["BILLPAY_RETRY_WINDOW_SECONDS"])
     assert window <= 5400 - 600

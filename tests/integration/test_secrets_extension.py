@@ -116,3 +116,39 @@ def test_importing_the_module_fetches_nothing_and_loads_no_boto3() -> None:
         check=True,
     )
     assert out.stdout.strip() == "False {}"
+
+
+class _Context:
+    function_name = "ListBankAccountsFunction"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:eu-west-2:123456789012:function:ListBankAccountsFunction"
+    aws_request_id = "req-secret"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 20_000
+
+
+def test_a_key_that_cannot_be_fetched_is_a_503_service_unavailable_never_a_500(
+    extension: FakeExtension, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from billpay.adapters.codat import set_codat_client  # noqa: PLC0415
+    from billpay.config import reset_settings  # noqa: PLC0415
+
+    from functions.list_bank_accounts.handler import lambda_handler  # noqa: PLC0415
+
+    extension.status = 500
+    monkeypatch.delenv("CODAT_API_KEY", raising=False)
+    monkeypatch.setenv("CODAT_API_KEY_SECRET_ARN", ARN)
+    monkeypatch.setenv("CODAT_BASE_URL", "http://127.0.0.1:9")  # never reached: no key, no request
+    reset_settings()
+    set_codat_client(None)
+    try:
+        event = json.loads((ROOT / "events" / "list_bank_accounts.json").read_text())
+        result = lambda_handler(event, _Context())  # type: ignore[arg-type]
+    finally:
+        set_codat_client(None)
+        reset_settings()
+    assert result["statusCode"] == 503, result["body"]
+    assert json.loads(result["body"])["type"].endswith("/problems/service-unavailable")
+    assert result["multiValueHeaders"]["Retry-After"] == ["2"]
+    assert extension.requests  # the extension was asked, and failed

@@ -30,7 +30,6 @@ from billpay.adapters.codat import (
     bill_payment_path,
     error_details,
     get_codat_client,
-    parse_retry_after,
     set_codat_client,
 )
 from billpay.config import reset_settings
@@ -387,16 +386,26 @@ def test_request_timeouts_never_exceed_the_time_left() -> None:
     assert seen[1]["connect"] == 2.0
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [("5", 5.0), ("0.5", 0.5), ("-3", 0.0), ("soon", None), (None, None), ("nan", None)],
-)
-def test_parse_retry_after(value: str | None, expected: float | None) -> None:
-    assert parse_retry_after(value) == expected
+def test_a_read_429_with_an_overflowing_retry_after_is_retried_on_the_usual_backoff() -> None:
+    answers = iter([codat_error(429, headers={"Retry-After": "9" * 400}), httpx.Response(200, json=ACCOUNTS)])
+    sleeps: list[float] = []
+    client = CodatClient(
+        base_url="https://codat.test",
+        api_key=KEY,
+        timeout_seconds=5.0,
+        connect_timeout_seconds=2.0,
+        budget_seconds=15.0,
+        transport=httpx.MockTransport(lambda request: next(answers)),
+        sleep=sleeps.append,
+    )
+    client.list_payment_accounts(COMPANY, CONNECTION)
+    assert len(sleeps) == 1 and sleeps[0] <= 0.2  # the backoff's first ceiling, not the header
 
 
-def test_parse_retry_after_http_date() -> None:
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == pytest.approx(10.0)
+def test_a_huge_codat_error_is_reported_capped() -> None:
+    details = error_details(json.dumps({"statusCode": 400, "error": "x" * 200_000}).encode())
+    assert len(details["error"]) == 8 * 1024
+    assert details["truncated"]["error"]["size"] == 200_000
 
 
 # --------------------------------------------------------------------------------------------- writes

@@ -230,7 +230,7 @@ def test_functions_merge_globals_and_list_their_events() -> None:
     specs = {spec.logical_id: spec for spec in functions(template)}
     listing = specs["ListBankAccountsFunction"]
     assert listing.handler == "handler.lambda_handler"
-    assert listing.timeout == 20  # from Globals
+    assert listing.timeout == template["Globals"]["Function"]["Timeout"]  # from Globals
     assert listing.code_dir == Path("functions/list_bank_accounts").resolve()
     assert [(r.path, r.method) for r in listing.api_routes] == [(LIST, "GET")]
     assert listing.environment["OPERATIONS_TABLE_NAME"] == {"Ref": "OperationsTable"}

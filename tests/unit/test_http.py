@@ -198,7 +198,8 @@ def test_request_bodies_parse_numbers_exactly_never_through_a_float() -> None:
     assert answer["amount"] == "10.0000000000000001"
 
 
-@pytest.mark.parametrize("body", ["[" * 100_000, '{"name": ' * 50_000])
+# Under the 64 KB body limit, so the parser meets them (a larger body is a 413 before any parsing).
+@pytest.mark.parametrize("body", ["[" * 60_000, '{"name": ' * 7_000])
 def test_a_body_nested_too_deep_is_a_400_not_a_500(body: str) -> None:
     status, _, answer = call(make_app(), event("POST", "/things", body))
     assert status == 400

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from billpay.adapters.codat import CodatClient
 from billpay.domain import lifecycle
+from billpay.domain.bounds import parse_retry_after
 from billpay.domain.operations import (
     DUE_BUCKET_NEEDS_REVIEW,
     DUE_BUCKET_PENDING,
@@ -22,7 +23,6 @@ from billpay.domain.outcomes import (
     Outcome,
     classify_exception,
     classify_response,
-    parse_retry_after,
 )
 from billpay.models.operations import envelope
 from billpay.service.write_operation import attempt

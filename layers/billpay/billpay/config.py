@@ -53,6 +53,9 @@ ENV_VARS: dict[str, str] = {
     "sync_budget_seconds": "BILLPAY_SYNC_BUDGET_SECONDS",
     "lookup_cache_seconds": "BILLPAY_LOOKUP_CACHE_SECONDS",
     "problem_type_base": "BILLPAY_PROBLEM_TYPE_BASE",
+    "aws_connect_timeout_seconds": "BILLPAY_AWS_CONNECT_TIMEOUT_SECONDS",
+    "aws_read_timeout_seconds": "BILLPAY_AWS_READ_TIMEOUT_SECONDS",
+    "aws_max_attempts": "BILLPAY_AWS_MAX_ATTEMPTS",
 }
 
 Requirable = Literal["operations_table_name", "retry_queue_url"]
@@ -87,6 +90,13 @@ class Settings(BaseModel):
     sync_budget_seconds: PositiveSeconds = 15.0
     lookup_cache_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 60.0
     problem_type_base: str = "https://billpay.example.com"
+
+    # Every AWS client of ours (billpay.adapters.aws_sdk): one call, all attempts and backoff included,
+    # must end well inside the shortest Lambda timeout (a unit test checks it against template.yaml).
+    # A single-item DynamoDB request answers in milliseconds; these bound a dependency that does not.
+    aws_connect_timeout_seconds: PositiveSeconds = 1.0
+    aws_read_timeout_seconds: PositiveSeconds = 2.0
+    aws_max_attempts: Annotated[int, Field(ge=1, le=5)] = 2
 
     @field_validator("codat_base_url", "problem_type_base")
     @classmethod

@@ -3,12 +3,16 @@
 `build_resolver()` gives an `APIGatewayRestResolver` with validation on whose errors all answer
 `application/problem+json`:
 
+- a body over `REQUEST_BODY_LIMIT_BYTES` → 413 `payload-too-large`, before anything reads it;
 - `Problem` → its own status and members;
 - `RequestValidationError` (body, path, query), or a body of an unsupported content type → 400
-  `validation-error` with an `errors` list;
+  `validation-error` with an `errors` list (an integer with more digits than Python converts included);
 - an unknown route (`NotFoundError`) → 404 `not-found`;
 - Powertools' `ServiceError`s → their status, as a problem;
-- anything else → 500 `internal-error`, logged with its traceback, nothing of it in the answer.
+- our own dependency unavailable past the SDK's retries (DynamoDB, SQS, SSM, Secrets Manager: throttled,
+  5xx, unreachable, timed out), or the Codat key unobtainable → 503 `service-unavailable` + Retry-After;
+- anything else → 500 `internal-error`, logged with its traceback and counted (metric `UnexpectedError`:
+  Lambda's Errors metric never sees an exception answered here), nothing of it in the answer.
 
 Routes declare their answers with `route_responses(...)` so the OpenAPI document lists every problem
 as `application/problem+json`; the resolver also removes Powertools' default 422 `HTTPValidationError`
@@ -25,6 +29,7 @@ from typing import Any
 from urllib.parse import quote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
@@ -32,30 +37,38 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     ValidationException,
 )
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, Field
 
+from billpay.adapters.aws_sdk import DEPENDENCY_RETRY_AFTER_SECONDS, is_dependency_unavailable
+from billpay.adapters.secrets import SecretUnavailableError
 from billpay.config import get_settings
-from billpay.observability import logger
-from billpay.problems import Problem
+from billpay.observability import DEPENDENCY_UNAVAILABLE_METRIC, UNEXPECTED_ERROR_METRIC, logger, metrics
+from billpay.problems import Problem, service_unavailable
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 API_VERSION = "1.0.0"
+
+# No request of this API needs more; a larger body is refused before it is decoded or parsed.
+REQUEST_BODY_LIMIT_BYTES = 64 * 1024
 
 # Titles for statuses a route may declare; the detail of each answer says what happened.
 PROBLEM_DESCRIPTIONS: dict[int, str] = {
     400: "Invalid request (`validation-error`, `idempotency-key-missing`)",
     404: "Unknown company, connection or resource (`not-found`)",
     409: "The same Idempotency-Key is being processed (`request-in-progress`); see Retry-After",
+    413: f"The request body is larger than {REQUEST_BODY_LIMIT_BYTES // 1024} KB (`payload-too-large`)",
     422: "Refused by a rule or by Codat (`idempotency-key-reused`, guards, `upstream-rejected`)",
     500: "Unexpected error (`internal-error`)",
     502: "Codat refused us, failed, or the outcome is unknown (`upstream-rejected`, `upstream-unavailable`, "
     "`upstream-outcome-unknown`)",
-    503: "Codat rate-limited us or the time budget ran out (`upstream-rate-limited`, `upstream-unavailable`)",
+    503: "Codat rate-limited us, the time budget ran out, or a service of ours is unavailable "
+    "(`upstream-rate-limited`, `upstream-unavailable`, `service-unavailable`); see Retry-After",
     504: "Codat did not answer in time (`upstream-unavailable`)",
 }
 
 READ_PROBLEMS: tuple[int, ...] = (400, 404, 500, 502, 503, 504)
-WRITE_PROBLEMS: tuple[int, ...] = (400, 404, 409, 422, 500, 502, 503, 504)
+WRITE_PROBLEMS: tuple[int, ...] = (400, 404, 409, 413, 422, 500, 502, 503, 504)
 
 _POWERTOOLS_422_SCHEMA = "#/components/schemas/HTTPValidationError"
 
@@ -132,7 +145,23 @@ def validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
 
 
 class BillPayResolver(APIGatewayRestResolver):
-    """Powertools' REST resolver whose OpenAPI document shows our problem answers, not its 422."""
+    """Powertools' REST resolver whose OpenAPI document shows our problem answers, not its 422, and
+    which refuses an oversized body before any route, middleware or validator reads it."""
+
+    def _resolve(self) -> ResponseBuilder[Any]:
+        # Powertools' first step after it wrapped the event (tests/unit/test_http_bodies.py pins it): the
+        # body is measured here, before its base64 decoding and JSON parsing, whatever its content type.
+        size = request_body_bytes(self.current_event.raw_event)
+        if size > REQUEST_BODY_LIMIT_BYTES:
+            logger.info("request body too large", extra={"problem": "payload-too-large", "bytes": size})
+            problem = Problem(
+                413,
+                "payload-too-large",
+                "Payload too large",
+                f"The request body is {size} bytes; at most {REQUEST_BODY_LIMIT_BYTES} are accepted.",
+            )
+            return ResponseBuilder(problem_response(problem), serializer=self._serializer)
+        return super()._resolve()
 
     def get_openapi_schema(self, **kwargs: Any) -> Any:
         schema = super().get_openapi_schema(**kwargs)
@@ -160,6 +189,29 @@ class BillPayResolver(APIGatewayRestResolver):
         return schema
 
 
+def request_body_bytes(event: Mapping[str, Any]) -> int:
+    """The size of the request body as the client sent it, in bytes, without decoding it."""
+    body = event.get("body")
+    if not isinstance(body, str) or not body:
+        return 0
+    if event.get("isBase64Encoded"):
+        # 4 characters carry 3 bytes, less one per "=" of padding.
+        text = body.rstrip()
+        return len(text) * 3 // 4 - (len(text) - len(text.rstrip("=")))
+    if body.isascii():
+        return len(body)
+    return len(body.encode("utf-8", errors="surrogatepass"))
+
+
+def _exact_int(digits: str) -> int | Decimal:
+    # Python refuses to convert an integer of more than `sys.get_int_max_str_digits()` digits (ValueError);
+    # as a Decimal it reaches the validators, whose bounds refuse it with a field-level 400.
+    try:
+        return int(digits)
+    except ValueError:
+        return Decimal(digits)
+
+
 def _loads_exact(body: str) -> Any:
     """Parse a request body with every JSON number that has a fraction or exponent as a Decimal.
 
@@ -167,7 +219,7 @@ def _loads_exact(body: str) -> Any:
     it, so a payment could be recorded for a different amount than the client wrote.
     """
     try:
-        return json.loads(body, parse_float=Decimal)
+        return json.loads(body, parse_float=Decimal, parse_int=_exact_int)
     except RecursionError as exc:
         # Nesting deeper than the interpreter's stack is bad input like any other broken JSON: the
         # validation middleware answers a JSONDecodeError with 400, never a 500.
@@ -251,7 +303,14 @@ def _on_service_error(exc: ServiceError) -> Response[str]:
 
 
 def _on_unexpected(exc: Exception) -> Response[str]:
+    if isinstance(exc, SecretUnavailableError) or is_dependency_unavailable(exc):
+        # Not a bug of ours and not the client's: a service we depend on failed past the SDK's retries.
+        logger.warning("a dependency is unavailable", exc_info=exc, extra={"problem": "service-unavailable"})
+        metrics.add_metric(name=DEPENDENCY_UNAVAILABLE_METRIC, unit=MetricUnit.Count, value=1)
+        return problem_response(service_unavailable(DEPENDENCY_RETRY_AFTER_SECONDS))
     logger.exception("unexpected error")
+    # Counted here because Lambda's Errors metric never sees it: the answer is a 500, not a crash.
+    metrics.add_metric(name=UNEXPECTED_ERROR_METRIC, unit=MetricUnit.Count, value=1)
     return problem_response(
         Problem(500, "internal-error", "Internal error", "The request could not be completed; it was logged.")
     )
@@ -334,6 +393,7 @@ def _as_dict(value: Any) -> dict[str, Any]:
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
     "READ_PROBLEMS",
+    "REQUEST_BODY_LIMIT_BYTES",
     "WRITE_PROBLEMS",
     "BillPayResolver",
     "ProblemDetails",
@@ -344,6 +404,7 @@ __all__ = [
     "operation_location",
     "problem_response",
     "request_base_path",
+    "request_body_bytes",
     "route_responses",
     "validation_errors",
 ]

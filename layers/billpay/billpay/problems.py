@@ -7,7 +7,10 @@ Pure on purpose (no HTTP framework, no AWS): domain and service code raise it, `
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
+
+# A body with thousands of bad members must not get an answer thousands of entries long.
+MAX_PROBLEM_ERRORS: Final = 20
 
 
 class Problem(Exception):
@@ -22,6 +25,9 @@ class Problem(Exception):
         operation: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
+        if errors is not None and len(errors) > MAX_PROBLEM_ERRORS:
+            detail = f"{detail} (the first {MAX_PROBLEM_ERRORS} of {len(errors)} errors are listed)"
+            errors = errors[:MAX_PROBLEM_ERRORS]
         super().__init__(f"{status} {type}: {detail}")
         self.status = status
         self.type = type
@@ -57,4 +63,18 @@ def validation_error(detail: str, errors: Sequence[Mapping[str, Any]]) -> Proble
     return Problem(400, "validation-error", "Invalid request", detail, errors=errors)
 
 
-__all__ = ["Problem", "not_found", "validation_error"]
+def service_unavailable(retry_after_seconds: int) -> Problem:
+    """Our own dependency (the operations table, the queue, a parameter or secret) did not answer in time,
+    even after the SDK's retries. Without an `operation` member the client rule applies: retry the same
+    request, with the same Idempotency-Key, after Retry-After (see docs/contract.md, Client rule)."""
+    return Problem(
+        503,
+        "service-unavailable",
+        "Service unavailable",
+        "A service this API depends on is unavailable; retry the same request (same Idempotency-Key) "
+        "after Retry-After.",
+        headers={"Retry-After": str(retry_after_seconds)},
+    )
+
+
+__all__ = ["MAX_PROBLEM_ERRORS", "Problem", "not_found", "service_unavailable", "validation_error"]

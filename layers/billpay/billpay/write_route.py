@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Header
 
+from billpay.adapters.aws_sdk import worst_case_call_seconds
 from billpay.adapters.codat import CodatClient
 from billpay.adapters.events_eventbridge import event_publisher
 from billpay.adapters.operations_dynamodb import operation_store
@@ -127,6 +128,7 @@ def run_write(
             app.lambda_context.get_remaining_time_in_millis,
             settings.sync_budget_seconds,
             settings.upstream_timeout_seconds,
+            settle_reserve=worst_case_call_seconds(settings),
         ),
         guard=guard,
         on_succeeded=on_succeeded,

@@ -15,9 +15,7 @@
 from __future__ import annotations
 
 import base64
-import email.utils
 import json
-import math
 import random
 import re
 import threading
@@ -34,7 +32,8 @@ from pydantic import BaseModel, ValidationError
 
 from billpay.adapters.secrets import get_codat_api_key
 from billpay.config import Settings, get_settings
-from billpay.models.codat import UUID_PATTERN, Bills, CompanyInformation, ErrorMessage, PaymentMappingOptions
+from billpay.domain.bounds import codat_error_fields, parse_retry_after
+from billpay.models.codat import UUID_PATTERN, Bills, CompanyInformation, PaymentMappingOptions
 from billpay.observability import logger
 
 MAX_READ_RETRIES = 2
@@ -190,44 +189,15 @@ class UpstreamResponse:
 
     @property
     def retry_after(self) -> float | None:
-        return parse_retry_after(self.headers.get("retry-after"))
+        return parse_retry_after(self.headers.get("retry-after"), time.time())
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None when absent/garbled."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
+# One parser of Codat's error bodies and one of Retry-After, shared with the write's classification.
+error_details = codat_error_fields
 
 
-def error_details(body: bytes) -> dict[str, Any]:
-    """Codat's statusCode, error and correlationId from an ErrorMessage body; {} if it is not one."""
-    try:
-        parsed = json.loads(body)
-        message = ErrorMessage.model_validate(parsed)
-    except (ValueError, ValidationError, RecursionError):  # too deep to decode: not an ErrorMessage
-        return {}
-    details: dict[str, Any] = {}
-    if message.status_code is not None:
-        details["statusCode"] = message.status_code
-    if message.error is not None:
-        details["error"] = message.error
-    if message.correlation_id is not None:
-        details["correlationId"] = message.correlation_id
-    return details
+def _retry_after(response: httpx.Response) -> float | None:
+    return parse_retry_after(response.headers.get("retry-after"), time.time())
 
 
 def authorization_header(key: str) -> str:
@@ -479,13 +449,9 @@ def _read_error(operation: str, response: httpx.Response) -> CodatError:
     if status in (401, 402, 403):
         return CodatRejectedError(message, **kwargs)
     if status == 429:
-        return CodatRateLimitedError(
-            message, retry_after=parse_retry_after(response.headers.get("retry-after")), **kwargs
-        )
+        return CodatRateLimitedError(message, retry_after=_retry_after(response), **kwargs)
     if status >= 500:
-        return CodatUnavailableError(
-            message, retry_after=parse_retry_after(response.headers.get("retry-after")), **kwargs
-        )
+        return CodatUnavailableError(message, retry_after=_retry_after(response), **kwargs)
     # 409 (dataset still syncing), redirects and other surprises: Codat could not serve the read.
     return CodatError(message, **kwargs)
 
@@ -534,7 +500,6 @@ __all__ = [
     "error_details",
     "get_codat_client",
     "parse_json",
-    "parse_retry_after",
     "set_codat_client",
     "validate_bill_id",
 ]

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from billpay.adapters.aws_sdk import client_config
 from billpay.config import Settings
 from billpay.domain.events import EVENT_SOURCE, OperationEvent
 
@@ -31,12 +32,8 @@ class EventBridgePublisher:
         with self._lock:
             if self._client is None:
                 import boto3  # noqa: PLC0415
-                from botocore.config import Config  # noqa: PLC0415
 
-                config = Config(
-                    connect_timeout=2, read_timeout=3, retries={"mode": "standard", "max_attempts": 3}
-                )
-                self._client = boto3.client("events", config=config)
+                self._client = boto3.client("events", config=client_config())
             return self._client
 
     def publish(self, events: Sequence[OperationEvent]) -> list[OperationEvent]:

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, Final
 # Imported at load, not on first use: every function that imports this adapter writes operations on its
 # first invocation anyway, and Lambda's init phase (with its CPU boost) is the cheaper place to pay for it.
 import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from billpay.adapters.aws_sdk import client_config
 from billpay.domain.lifecycle import Transition
 from billpay.domain.operations import Operation, Resolution, StoredBody, UpstreamRequest
 from billpay.domain.ports import Conflict, StoreUnavailable, WriteRejected, WriteUnknown
@@ -45,15 +45,6 @@ _KNOWN: Final = frozenset(
         "dueBucket", "dueAt", "version", "resolution", "publishedVersion",
     }
 )  # fmt: skip
-
-# Short timeouts: a sync request has a 29 s gateway budget, and a write that timed out is safely retried
-# (the token recognises our own earlier success).
-_CLIENT_CONFIG: Final = Config(
-    connect_timeout=2,
-    read_timeout=3,
-    retries={"mode": "standard", "max_attempts": 4},
-    tcp_keepalive=True,
-)
 
 
 # -- serialisation ------------------------------------------------------------------------------------------
@@ -205,7 +196,7 @@ def dynamodb_client() -> DynamoDBClient:
     with _client_lock:
         client = _clients.get("default")
         if client is None:
-            client = boto3.client("dynamodb", config=_CLIENT_CONFIG)
+            client = boto3.client("dynamodb", config=client_config())
             _clients["default"] = client
         return client
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from billpay.adapters.aws_sdk import client_config
 from billpay.domain.ports import RetryMessage
 
 if TYPE_CHECKING:
@@ -26,10 +27,8 @@ def sqs_client() -> SQSClient:
     """An SQS client with bounded timeouts; endpoint from AWS_ENDPOINT_URL like every other client."""
     # Deferred: boto3 costs cold-start time, paid only by functions that send.
     import boto3  # noqa: PLC0415
-    from botocore.config import Config  # noqa: PLC0415
 
-    config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
-    return boto3.client("sqs", config=config)
+    return boto3.client("sqs", config=client_config())
 
 
 class SqsRetryQueue:

@@ -12,6 +12,7 @@ import threading
 import time
 from urllib.parse import quote
 
+from billpay.adapters.aws_sdk import client_config
 from billpay.config import ConfigError, Settings
 from billpay.observability import logger
 
@@ -24,7 +25,8 @@ last_fetch_seconds: float | None = None
 
 
 class SecretUnavailableError(RuntimeError):
-    """The key could not be fetched (Secrets Manager or the extension failed). Never carries the value."""
+    """The key could not be fetched (Secrets Manager or the extension failed). Never carries the value.
+    The API answers it 503 `service-unavailable`: nothing was sent upstream without the key."""
 
 
 def get_codat_api_key(settings: Settings) -> str:
@@ -40,7 +42,7 @@ def get_codat_api_key(settings: Settings) -> str:
     with _lock:
         cached = _cache.get(arn)
         if cached is None:
-            cached = _fetch(arn)
+            cached = _fetch(arn, settings)
             _cache[arn] = cached
     return cached
 
@@ -53,13 +55,13 @@ def reset_cache() -> None:
         last_fetch_seconds = None
 
 
-def _fetch(arn: str) -> str:
+def _fetch(arn: str, settings: Settings) -> str:
     global last_fetch_seconds  # noqa: PLW0603 - one module-level measurement
     started = time.perf_counter()
     port = os.environ.get(EXTENSION_PORT_VAR)
     token = os.environ.get("AWS_SESSION_TOKEN")
     try:
-        value = _from_extension(arn, port, token) if port and token else _from_boto3(arn)
+        value = _from_extension(arn, port, token) if port and token else _from_boto3(arn, settings)
     except SecretUnavailableError:
         raise
     except Exception as exc:
@@ -92,10 +94,11 @@ def _from_extension(arn: str, port: str, token: str) -> str:
     return secret
 
 
-def _from_boto3(arn: str) -> str:
+def _from_boto3(arn: str, settings: Settings) -> str:
     import boto3  # noqa: PLC0415 - deferred: ~100 ms of imports that the list handler must not pay at load
 
-    client = boto3.client("secretsmanager")
+    # Bounded like every AWS client of ours: botocore's default 60 s read timeout outlives the function.
+    client = boto3.client("secretsmanager", config=client_config(settings))
     secret = client.get_secret_value(SecretId=arn).get("SecretString")
     if not isinstance(secret, str):
         raise SecretUnavailableError("the Codat key secret has no SecretString")

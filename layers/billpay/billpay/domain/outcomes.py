@@ -20,13 +20,11 @@ is "may be applied", which can end `needs_review` but never `failed` (DESIGN §8
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any, Final, Literal
 
+from billpay.domain.bounds import cap_text, codat_error_fields, parse_retry_after
 from billpay.domain.operations import StoredBody
 
 OutcomeClass = Literal[
@@ -59,11 +57,14 @@ class ProblemSpec:
     def to_error(
         self, upstream: Mapping[str, Any] | None = None, retry_after: float | None = None
     ) -> dict[str, Any]:
+        # The detail may quote Codat's error text: it is capped like every string kept from upstream
+        # (the whole text's digest is already in `upstream.truncated` when that was cut).
+        detail, _ = cap_text(self.detail)
         error: dict[str, Any] = {
             "type": self.type,
             "status": self.status,
             "title": self.title,
-            "detail": self.detail,
+            "detail": detail,
         }
         if upstream:
             error["upstream"] = dict(upstream)
@@ -131,42 +132,6 @@ class Outcome:
         return spec.to_error(upstream or None, self.retry_after)
 
 
-def _codat_error(body: bytes) -> dict[str, Any]:
-    """Codat's `ErrorMessage` fields we report (`statusCode`, `error`, `correlationId`), when present."""
-    try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: nested too deep to decode, so not Codat's
-        return {}
-    if not isinstance(doc, dict):
-        return {}
-    out: dict[str, Any] = {}
-    for name in ("statusCode", "error", "correlationId"):
-        value = doc.get(name)
-        if isinstance(value, str | int) and not isinstance(value, bool):
-            out[name] = value
-    return out
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP-date); None if absent or bad."""
-    if value is None:
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - now
-    if not math.isfinite(seconds):
-        return None
-    return max(seconds, 0.0)
-
-
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     lowered = name.lower()
     for key, value in headers.items():
@@ -188,14 +153,12 @@ def classify_response(
     if 200 <= status < 300:
         return Outcome("applied", "yes", "succeeded", upstream_status=status, body=stored)
 
-    codat = _codat_error(body)
-    correlation_id = codat.get("correlationId")
-    correlation_id = str(correlation_id) if correlation_id is not None else None
+    codat = codat_error_fields(body)  # bounded: `error` capped, `correlationId` short
+    correlation_id: str | None = codat.get("correlationId")
     upstream: dict[str, Any] = {"statusCode": status}
-    if "error" in codat:
-        upstream["error"] = codat["error"]
-    if correlation_id is not None:
-        upstream["correlationId"] = correlation_id
+    for name in ("error", "correlationId", "truncated"):
+        if name in codat:
+            upstream[name] = codat[name]
     reason = f": {codat['error']}" if "error" in codat else ""
     common: dict[str, Any] = {
         "upstream_status": status,

@@ -33,7 +33,7 @@ from billpay.domain.ports import EventPublisher, OperationStore, RetryMessage
 from billpay.domain.retry_policy import RetryPolicy, UniformSource
 from billpay.observability import logger, metrics
 from billpay.service.write_operation import (
-    SETTLE_RESERVE_SECONDS,
+    DEFAULT_SETTLE_RESERVE_SECONDS,
     QueueHandOff,
     Sender,
     announce,
@@ -101,9 +101,11 @@ class RetryWorker:
         upstream_timeout: float,
         hand_off: QueueHandOff | None = None,
         publisher: EventPublisher | None = None,
+        settle_reserve: float = DEFAULT_SETTLE_RESERVE_SECONDS,
         clock: Callable[[], float] = time.time,
         new_token: Callable[[], str] = new_lease_token,
     ) -> None:
+        self.settle_reserve = settle_reserve
         self.store = store
         self._sender = sender
         self.planner = planner
@@ -115,6 +117,7 @@ class RetryWorker:
 
     @classmethod
     def from_settings(cls) -> RetryWorker:
+        from billpay.adapters.aws_sdk import worst_case_call_seconds  # noqa: PLC0415
         from billpay.adapters.codat import get_codat_client  # noqa: PLC0415 — httpx only when a worker runs
         from billpay.adapters.events_eventbridge import event_publisher  # noqa: PLC0415
         from billpay.adapters.operations_dynamodb import operation_store  # noqa: PLC0415
@@ -128,6 +131,7 @@ class RetryWorker:
             upstream_timeout=settings.upstream_timeout_seconds,
             hand_off=QueueHandOff(retry_queue(settings.queue_url), WORKER_TIMEOUT_SECONDS),
             publisher=event_publisher(settings),
+            settle_reserve=worst_case_call_seconds(settings),
         )
 
     @property
@@ -169,7 +173,7 @@ class RetryWorker:
 
         # The lease and the send timeout come from the time left now, after the preparation.
         now = self.clock()
-        timeout = min(self.upstream_timeout, remaining_millis() / 1000.0 - SETTLE_RESERVE_SECONDS)
+        timeout = min(self.upstream_timeout, remaining_millis() / 1000.0 - self.settle_reserve)
         if timeout < MIN_ATTEMPT_SECONDS:
             # Not enough time to send and settle: take nothing; due again when the sweeper's lease expires.
             logger.warning("too little time left for an attempt: message left to the sweeper")

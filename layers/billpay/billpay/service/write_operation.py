@@ -63,8 +63,10 @@ from billpay.problems import Problem
 
 # Below this much budget left, a send could not finish in time: nothing is sent (the key is released).
 MIN_SEND_SECONDS = 1.0
-# Time kept back from the Lambda's remaining time for the settle write and the answer itself.
-SETTLE_RESERVE_SECONDS = 2.0
+# Time kept back from the Lambda's remaining time for the settle write and the answer, when the caller
+# does not size it (functions pass one SDK call at its worst: `adapters.aws_sdk.worst_case_call_seconds`).
+# Should even that run out, the record stays `sent` and is recovered.
+DEFAULT_SETTLE_RESERVE_SECONDS = 2.0
 
 
 class Sender(Protocol):
@@ -107,10 +109,11 @@ class Budget:
     remaining_millis: Callable[[], int]
     seconds: float
     upstream_timeout: float
+    settle_reserve: float = DEFAULT_SETTLE_RESERVE_SECONDS
 
     def send_timeout(self, started: float, now: float) -> float:
         left_in_budget = self.seconds - (now - started)
-        left_in_lambda = self.remaining_millis() / 1000.0 - SETTLE_RESERVE_SECONDS
+        left_in_lambda = self.remaining_millis() / 1000.0 - self.settle_reserve
         return min(self.upstream_timeout, left_in_budget, left_in_lambda)
 
 
