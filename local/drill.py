@@ -8,9 +8,10 @@ functions (API workers, retry worker, sweeper) is faulted with probability RATE 
 (local/aws_faults.py), the four kinds mixed (reset-before, status 500/400-throttle, commit-then-timeout,
 commit-then-reset).
 
-Each send follows the client rule (docs/contract.md, Client rule): on any 5xx, a lost connection, a 409 or
-a 422 `idempotency-key-reused` it is retried with the same key and the same body (bounded), until it gets a
-definite answer; the report counts the 5xx answers and the sends left without a definite answer.
+Each send follows the client rule (docs/contract.md, Client rule): an answer with `operation` is decided by
+its status; without one, on any 5xx, a lost connection, a 409 or a 422 `idempotency-key-reused` the send is
+retried with the same key and the same body (bounded), until it gets a definite answer. The report counts
+the 5xx answers and the sends left without a definite answer.
 
 Then it waits for the drain (every operation out of `pending`, polled through `GET /operations/{id}`,
 against a deadline), clears every fault, and counts, from the sandbox's own ledger (`GET /_sandbox/payments`,
@@ -282,7 +283,7 @@ def run_drill(
             )
             if operation:
                 payment.operation_ids.add(str(operation))
-            if not _retry_by_client_rule(answer):
+            if operation or not _retry_by_client_rule(answer):  # with `operation`: decided by its status
                 payment.definite.append(True)
                 return
             time.sleep(_backoff(attempt, answer.headers.get("Retry-After")))
@@ -369,7 +370,8 @@ def run_drill(
 
 
 def _retry_by_client_rule(answer: httpx.Response) -> bool:
-    """The client rule: 5xx, 409 and 422 idempotency-key-reused are retried with the same key and body."""
+    """The client rule for an answer without `operation`: 5xx, 409 and 422 idempotency-key-reused are
+    retried with the same key and body (an answer with `operation` is decided by its status)."""
     status = answer.status_code
     if status >= 500 or status == 409:
         return True

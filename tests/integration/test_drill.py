@@ -80,11 +80,6 @@ def test_small_drill_records_every_payment_exactly_once(drill_stack: Stack) -> N
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.xfail(
-    strict=False,
-    reason="known gap in today's write flow, fixed separately: a write to the table applied with its answer "
-    "lost can leave a send without a definite answer (repeated bare 500s); remove this mark with the fix",
-)
 def test_small_drill_with_aws_faults_records_every_payment_exactly_once(drill_stack: Stack) -> None:
     """Codat and our own table and queue failing at once: every kind of AWS fault, at a rate high enough
     that 20 payments meet them, and still each payment recorded once and each send answered definitely."""
