@@ -23,7 +23,7 @@ help:
 	@echo "make test   — lint, typecheck and the full test suite"
 	@echo "make unit | integration — the unit tier alone (no servers) | the tests against local servers"
 	@echo "make bench  — benchmarks; writes bench/results.json and bench/RESULTS.md"
-	@echo "make drill [N=200] — exactly-once drill under random faults; writes bench/drill.json"
+	@echo "make drill [N=200] [AWS_FAULTS=0.1] — exactly-once drill under random Codat (and AWS) faults; writes bench/drill.json"
 	@echo "make openapi — regenerate docs/openapi.json from the handlers"
 	@echo "make build | validate | deploy — SAM build (python3.13/arm64, no Docker), lint the template, deploy"
 
@@ -60,9 +60,11 @@ bench: $(STAMP)
 	PYTHONPATH=layers/billpay $(PY) -m bench $(SECTIONS)
 
 # N payments (default 200), each sent 1-3 times, under random sandbox faults; fails on a duplicate or loss.
+# AWS_FAULTS=0.1 also faults each DynamoDB/SQS request of the functions with that probability.
 N ?= 200
+AWS_FAULTS ?= 0
 drill: $(STAMP)
-	$(PY) -m local.drill --payments $(N)
+	$(PY) -m local.drill --payments $(N) --aws-faults $(AWS_FAULTS)
 
 # docs/openapi.json from each API function's resolver (tests/contract/test_openapi_drift.py checks it).
 openapi: $(STAMP)

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import httpx
 
+from local.harness import start_stack
 from local.sandbox.seed import COMPANY_GBP_ID, CONNECTION_GBP_ID
-from tests.integration.conftest import start_stack
 
 NAME = "Routes through the local gateway (warm)"
 WARMUP = 200

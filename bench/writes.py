@@ -343,13 +343,13 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def _latency() -> dict[str, Any]:
+    from local.harness import start_stack  # noqa: PLC0415
     from local.sandbox.seed import (  # noqa: PLC0415
         ACCOUNT_GBP_CURRENT,
         BILLS_GBP_OPEN,
         COMPANY_GBP_ID,
         CONNECTION_GBP_ID,
     )
-    from tests.integration.conftest import start_stack  # noqa: PLC0415
 
     connection = f"/companies/{COMPANY_GBP_ID}/connections/{CONNECTION_GBP_ID}/payables"
     bill = BILLS_GBP_OPEN[9]  # 1250.00 due: room for every 0.01 payment of the run

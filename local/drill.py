@@ -1,17 +1,29 @@
-"""`make drill [N=200]` (`python -m local.drill`): the exactly-once drill.
+"""`make drill [N=200] [AWS_FAULTS=0.1]` (`python -m local.drill`): the exactly-once drill.
 
 N payments over many bills (the sandbox's `large` seed), each sent 1-3 times with the same
 Idempotency-Key — some of those sends at once — while the sandbox injects random faults of every kind
 (5xx, 429 + Retry-After, timeout, commit-then-status, commit-then-timeout, hold-then-commit) with compressed
-retry timings. Then it waits for the drain (every operation out of `pending`, polled through
-`GET /operations/{id}`, against a deadline) and counts, from the sandbox's own ledger
-(`GET /_sandbox/payments`, matched to payments by their unique `reference`), how many payments were
-recorded once, zero times and more than once, beside each operation's end state.
+retry timings. With `--aws-faults RATE`, our own side fails too: every DynamoDB and SQS request of the
+functions (API workers, retry worker, sweeper) is faulted with probability RATE by the emulator's fault proxy
+(local/aws_faults.py), the four kinds mixed (reset-before, status 500/400-throttle, commit-then-timeout,
+commit-then-reset).
 
-DESIGN §6's vocabulary: *duplicated* = more than one record for an operation; *lost* = no record while the
-operation is `succeeded`, or still `pending` after the drain. Also fatal: a record for an operation that
-ended `failed` (failed promises "definitely not recorded") or that does not exist, and a record whose bill
-or amount is not the payment's. `failed`, refused and `needs_review` (≤ 1 record) are counted apart.
+Each send follows the client rule (docs/contract.md, Client rule): an answer with `operation` is decided by
+its status; without one, on any 5xx, a lost connection, a 409 or a 422 `idempotency-key-reused` the send is
+retried with the same key and the same body (bounded), until it gets a definite answer. The report counts
+the 5xx answers and the sends left without a definite answer.
+
+Then it waits for the drain (every operation out of `pending`, polled through `GET /operations/{id}`,
+against a deadline), clears every fault, and counts, from the sandbox's own ledger (`GET /_sandbox/payments`,
+matched to payments by their unique `reference`), how many payments were recorded once, zero times and
+more than once, beside each operation's end state.
+
+The vocabulary: *duplicated* = more than one record for an operation; *lost* = no record while the
+operation is `succeeded`, or still `pending` after the drain; *stuck* = still `pending` after the drain with
+no retry coming (a `guarding` claim past its lease, not in the sweeper's index, or due long ago). Also
+fatal: a record for an operation that ended `failed` (failed promises "definitely not recorded") or that
+does not exist, a record whose bill or amount is not the payment's, and a send the client rule could not
+bring to a definite answer. `failed`, refused and `needs_review` (≤ 1 record) are counted apart.
 
 Runs against a stack it starts itself on free ports (or one given with --api-url/--sandbox-url), writes the
 report as JSON (default bench/drill.json) and prints one line; exits 1 on any fatal finding.
@@ -23,10 +35,6 @@ import argparse
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
@@ -40,7 +48,9 @@ from typing import Any
 
 import httpx
 
+from local.emulator import client
 from local.gateway.events import DEFAULT_CALLER_ARN
+from local.harness import Stack, start_stack
 from local.sandbox import seed
 from local.template import REPO_ROOT
 
@@ -67,6 +77,15 @@ STACK_ENV: dict[str, str] = {
     "BILLPAY_SANDBOX_PAGE_SIZE": "100",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
 }
+AWS_FAULT_KINDS = ("reset-before", "status", "commit-then-timeout", "commit-then-reset")
+AWS_FAULTED_SERVICES = ("dynamodb", "sqs")
+# A held answer is dropped when the client gives up (its read timeout) or, at the latest, after this.
+AWS_HOLD_SECONDS = 10.0
+# The client rule, bounded: this many requests per send at most, waits capped.
+CLIENT_MAX_TRIES = 10
+CLIENT_MAX_WAIT_SECONDS = 3.0
+# Past its due time by more than this, a pending operation is not being recovered.
+STUCK_GRACE_SECONDS = 15.0
 FAULT_KINDS = (
     "status-5xx",
     "status-429",
@@ -92,8 +111,9 @@ class Payment:
     key: str
     sends: int
     concurrent: bool
-    answers: list[int] = field(default_factory=list)
+    answers: list[int] = field(default_factory=list)  # every answer's status; 0 = connection lost
     operation_ids: set[str] = field(default_factory=set)
+    definite: list[bool] = field(default_factory=list)  # per send: did the client rule end on an answer?
 
     @property
     def path(self) -> str:
@@ -172,6 +192,33 @@ class Target:
     api_url: str
     sandbox_url: str
     caller_arn: str = DEFAULT_CALLER_ARN
+    emulator_url: str | None = None  # the fault proxy (AWS faults need it)
+    emulator_direct_url: str | None = None  # moto itself (reading items for `stuck`)
+    operations_table: str | None = None
+
+    @classmethod
+    def of(cls, stack: Stack) -> Target:
+        return cls(
+            api_url=stack.api_url,
+            sandbox_url=stack.sandbox_url,
+            emulator_url=stack.emulator_url,
+            emulator_direct_url=stack.emulator_direct_url,
+            operations_table=stack.operations_table_name,
+        )
+
+
+def aws_fault_specs(rate: float, seed_value: int) -> list[dict[str, Any]]:
+    """One probabilistic fault per faulted service: each request faulted with probability `rate`."""
+    return [
+        {
+            "service": service,
+            "fault": list(AWS_FAULT_KINDS),
+            "probability": rate,
+            "seed": seed_value * 100 + index,
+            "holdSeconds": AWS_HOLD_SECONDS,
+        }
+        for index, service in enumerate(AWS_FAULTED_SERVICES)
+    ]
 
 
 def run_drill(
@@ -183,13 +230,21 @@ def run_drill(
     concurrency: int = 8,
     drain_deadline: float = 240.0,
     bulk: bool = True,
+    aws_fault_rate: float = 0.0,
 ) -> dict[str, Any]:
     """Send, fault, drain, count. Returns the report (`ok` False on any fatal finding)."""
+    if aws_fault_rate and not target.emulator_url:
+        raise ValueError("AWS faults need the stack's emulator URL (its fault proxy)")
     rng = random.Random(seed_value)
     run_id = f"{seed_value}-{int(time.time())}"
     payments = plan(n, rng, run_id, bulk)
     api = httpx.Client(base_url=target.api_url, timeout=60, limits=httpx.Limits(max_connections=64))
     sandbox = httpx.Client(base_url=target.sandbox_url, timeout=30)
+    emulator = httpx.Client(base_url=target.emulator_url, timeout=30) if target.emulator_url else None
+    if emulator is not None:
+        emulator.delete("/_emulator/faults").raise_for_status()
+        for spec in aws_fault_specs(aws_fault_rate, seed_value) if aws_fault_rate else []:
+            emulator.post("/_emulator/faults", json=spec).raise_for_status()
     faults: Counter[str] = Counter()
     fault_lock = threading.Lock()
     # The sends' random choices are made here, up front: threads would make them depend on timing.
@@ -206,19 +261,33 @@ def run_drill(
             faults[kind] += 1
 
     def send(payment: Payment) -> None:
-        answer = api.post(
-            payment.path,
-            content=payment.body(),
-            headers={"Content-Type": "application/json", "Idempotency-Key": payment.key},
-        )
-        payment.answers.append(answer.status_code)
-        try:
-            body = answer.json()
-        except ValueError:
-            return
-        operation = body.get("operationId") or (body.get("operation") or {}).get("operationId")
-        if operation:
-            payment.operation_ids.add(str(operation))
+        """One send under the client rule: the same key and body again until a definite answer."""
+        for attempt in range(CLIENT_MAX_TRIES):
+            try:
+                answer = api.post(
+                    payment.path,
+                    content=payment.body(),
+                    headers={"Content-Type": "application/json", "Idempotency-Key": payment.key},
+                )
+            except httpx.TransportError:
+                payment.answers.append(0)
+                time.sleep(_backoff(attempt, None))
+                continue
+            payment.answers.append(answer.status_code)
+            try:
+                body = answer.json()
+            except ValueError:
+                body = {}
+            operation = isinstance(body, dict) and (
+                body.get("operationId") or (body.get("operation") or {}).get("operationId")
+            )
+            if operation:
+                payment.operation_ids.add(str(operation))
+            if operation or not _retry_by_client_rule(answer):  # with `operation`: decided by its status
+                payment.definite.append(True)
+                return
+            time.sleep(_backoff(attempt, answer.headers.get("Retry-After")))
+        payment.definite.append(False)
 
     def pay(payment: Payment) -> None:
         arm(payment.index)
@@ -235,15 +304,17 @@ def run_drill(
         list(pool.map(pay, payments))
     sent_at = time.monotonic()
 
-    # The drain: every operation polled until it leaves `pending`, or the deadline passes.
+    # The drain: every operation polled until it leaves `pending`, or the deadline passes. An answer that
+    # is not a state (a 5xx while AWS faults are armed) leaves the payment waiting.
     states: dict[int, dict[str, Any] | None] = {}
     waiting = list(payments)
     while True:
         still: list[Payment] = []
         for payment in waiting:
-            state = _operation_state(api, payment)
-            states[payment.index] = state
-            if state is not None and state["status"] == "pending":
+            state, known = _operation_state(api, payment)
+            if known:
+                states[payment.index] = state
+            if not known or (state is not None and state["status"] == "pending"):
                 still.append(payment)
         waiting = still
         if not waiting or time.monotonic() - sent_at > drain_deadline:
@@ -252,7 +323,24 @@ def run_drill(
     drained_at = time.monotonic()
     armed_left = sandbox.get("/_sandbox/faults").json()
     sandbox.delete("/_sandbox/faults").raise_for_status()
+    aws_fired: list[dict[str, Any]] = []
+    if emulator is not None:
+        aws_fired = emulator.get("/_emulator/faults").json()
+        emulator.delete("/_emulator/faults").raise_for_status()
+        emulator.close()
+    # The judgement reads without faults: the states of what was still waiting, read once more.
+    for payment in waiting:
+        state, known = _operation_state(api, payment)
+        if known:
+            states[payment.index] = state
     records = sandbox.get("/_sandbox/payments").json()
+    pending_ids = [
+        operation_id
+        for payment in payments
+        if (states.get(payment.index) or {}).get("status") == "pending"
+        for operation_id in sorted(payment.operation_ids)[:1]
+    ]
+    stuck = _stuck(target, pending_ids)
     api.close()
     sandbox.close()
     return build_report(
@@ -265,26 +353,93 @@ def run_drill(
         send_seconds=sent_at - started,
         drain_seconds=drained_at - sent_at,
         drained=not waiting,
+        aws_faults=aws_fired,
+        stuck=stuck,
         settings={
             "payments": n,
             "seed": seed_value,
             "faultRate": fault_rate,
+            "awsFaultRate": aws_fault_rate,
+            "awsFaultedServices": list(AWS_FAULTED_SERVICES) if aws_fault_rate else [],
             "concurrency": concurrency,
             "drainDeadlineSeconds": drain_deadline,
+            "clientMaxTries": CLIENT_MAX_TRIES,
             "bills": "large seed bulk bills" if bulk else "demo seed open bills",
         },
     )
 
 
-def _operation_state(api: httpx.Client, payment: Payment) -> dict[str, Any] | None:
-    """The operation's envelope, or None when no send created one (every id any answer named is asked)."""
-    ids = sorted(payment.operation_ids)
-    for operation_id in ids:
-        answer = api.get(f"/operations/{operation_id}")
+def _retry_by_client_rule(answer: httpx.Response) -> bool:
+    """The client rule for an answer without `operation`: 5xx, 409 and 422 idempotency-key-reused are
+    retried with the same key and body (an answer with `operation` is decided by its status)."""
+    status = answer.status_code
+    if status >= 500 or status == 409:
+        return True
+    return status == 422 and "idempotency-key-reused" in answer.text
+
+
+def _backoff(attempt: int, retry_after: str | None) -> float:
+    try:
+        wait = float(retry_after) if retry_after else 0.2 * 2**attempt
+    except ValueError:
+        wait = 0.2 * 2**attempt
+    return max(0.0, min(wait, CLIENT_MAX_WAIT_SECONDS))
+
+
+def _stuck(target: Target, operation_ids: list[str]) -> list[dict[str, Any]] | None:
+    """Operations still pending with no retry coming, read from the table itself (None: not measured)."""
+    if not target.emulator_direct_url or not target.operations_table:
+        return None
+    table = client("dynamodb", target.emulator_direct_url)
+    now = time.time()
+    found = []
+    for operation_id in operation_ids:
+        item = table.get_item(
+            TableName=target.operations_table, Key={"operationId": {"S": operation_id}}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            continue
+        phase = item.get("phase", {}).get("S")
+        lease_until = float(item["leaseUntil"]["N"]) if "leaseUntil" in item else None
+        due_at = float(item["dueAt"]["N"]) if "dueAt" in item else None
+        lease_over = lease_until is None or lease_until < now
+        reason = None
+        if phase == "guarding" and lease_over:
+            reason = "guarding claim past its lease (never listed, never sent)"
+        elif "dueBucket" not in item:
+            reason = "pending but not in the sweeper's index"
+        elif due_at is not None and now - due_at > STUCK_GRACE_SECONDS and lease_over:
+            reason = f"due {now - due_at:.0f} s ago and not taken"
+        if reason:
+            found.append(
+                {
+                    "operationId": operation_id,
+                    "phase": phase,
+                    "leaseHolder": item.get("leaseHolder", {}).get("S"),
+                    "leaseUntil": lease_until,
+                    "dueAt": due_at,
+                    "reason": reason,
+                }
+            )
+    return found
+
+
+def _operation_state(api: httpx.Client, payment: Payment) -> tuple[dict[str, Any] | None, bool]:
+    """(the operation's envelope or None when no send created one, whether that is known): every id any
+    answer named is asked; an answer that is neither 200 nor 404 leaves it unknown."""
+    known = True
+    for operation_id in sorted(payment.operation_ids):
+        try:
+            answer = api.get(f"/operations/{operation_id}")
+        except httpx.TransportError:
+            known = False
+            continue
         if answer.status_code == 200:
             envelope: dict[str, Any] = answer.json()
-            return envelope
-    return None
+            return envelope, True
+        if answer.status_code != 404:
+            known = False
+    return None, known
 
 
 def build_report(
@@ -299,6 +454,8 @@ def build_report(
     drain_seconds: float,
     drained: bool,
     settings: dict[str, Any],
+    aws_faults: list[dict[str, Any]] | None = None,
+    stuck: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     by_reference: dict[str, list[dict[str, Any]]] = {}
     for record in records:
@@ -314,6 +471,7 @@ def build_report(
         "recordedWithoutOperation": [],
         "mismatched": [],
         "severalOperations": [],
+        "withoutDefiniteAnswer": [],
     }
     for payment in payments:
         answers.update(str(status) for status in payment.answers)
@@ -343,6 +501,8 @@ def build_report(
             problems["recordedWithoutOperation"].append(where)
         if len(payment.operation_ids) > 1:
             problems["severalOperations"].append(where)
+        if not all(payment.definite):
+            problems["withoutDefiniteAnswer"].append(where)
         for record in mine:
             if (
                 record.get("billId") != payment.bill_id
@@ -354,18 +514,41 @@ def build_report(
             problems["mismatched"].append({**where, "record": mine[0], "resultId": result["id"]})
     foreign = [r for r in records if not str(r.get("reference", "")).startswith(f"drill-{run_id}-")]
     counts = {name: len(found) for name, found in problems.items()}
-    ok = drained and not any(counts.values())
+    ok = drained and not any(counts.values()) and not stuck
+    aws_by_kind: Counter[str] = Counter()
+    aws_by_service: dict[str, dict[str, int]] = {}
+    for fault in aws_faults or []:
+        fired = {str(kind): int(count) for kind, count in (fault.get("fired") or {}).items()}
+        aws_by_service[str(fault.get("service") or "any")] = dict(sorted(fired.items()))
+        for kind, count in fired.items():
+            aws_by_kind[kind.split(":", 1)[0]] += count
+    all_answers = [status for p in payments for status in p.answers]
     return {
         "ok": ok,
         "runId": run_id,
         "settings": settings,
-        "sends": sum(len(p.answers) for p in payments),
+        "sends": sum(len(p.definite) for p in payments),
+        "requests": sum(len(p.answers) for p in payments),
         "paymentsSentConcurrently": sum(1 for p in payments if p.concurrent),
         "sendsPerPayment": dict(sorted(Counter(str(p.sends) for p in payments).items())),
         "answers": dict(sorted(answers.items())),
         "faultsArmed": dict(sorted(faults.items())),
         "faultsArmedTotal": sum(faults.values()),
         "faultsUnused": faults_unused,
+        "faults": {
+            "codat": dict(sorted(faults.items())),
+            "codatTotal": sum(faults.values()),
+            "aws": dict(sorted(aws_by_kind.items())),
+            "awsTotal": sum(aws_by_kind.values()),
+            "awsByService": aws_by_service,
+        },
+        "client": {
+            "answers5xx": sum(1 for status in all_answers if status >= 500),
+            "connectionsLost": sum(1 for status in all_answers if status == 0),
+            "retries": len(all_answers) - sum(len(p.definite) for p in payments),
+            "sendsEndedDefinite": sum(1 for p in payments for ended in p.definite if ended),
+            "sendsWithoutDefiniteAnswer": sum(1 for p in payments for ended in p.definite if not ended),
+        },
         "recorded": {key: recorded.get(key, 0) for key in ("once", "zero", "moreThanOnce")},
         "endStates": dict(sorted(end_states.items())),
         "recordsByEndState": {
@@ -377,11 +560,16 @@ def build_report(
         "recordedWithoutOperation": counts["recordedWithoutOperation"],
         "mismatched": counts["mismatched"],
         "severalOperations": counts["severalOperations"],
+        "withoutDefiniteAnswer": counts["withoutDefiniteAnswer"],
+        "stuck": None if stuck is None else len(stuck),
         "otherRecordsInLedger": len(foreign),
         "drained": drained,
         "sendSeconds": round(send_seconds, 2),
         "drainSeconds": round(drain_seconds, 2),
-        "findings": {name: found[:20] for name, found in problems.items() if found},
+        "findings": {
+            **{name: found[:20] for name, found in problems.items() if found},
+            **({"stuck": stuck[:20]} if stuck else {}),
+        },
     }
 
 
@@ -390,9 +578,12 @@ def summary_line(report: dict[str, Any]) -> str:
     state_text = ", ".join(f"{name} {count}" for name, count in states.items())
     return (
         f"drill N={report['settings']['payments']} ({report['sends']} sends, "
-        f"{report['faultsArmedTotal']} faults): recorded once {recorded['once']}, zero {recorded['zero']}, "
+        f"{report['faultsArmedTotal']} Codat faults, {report['faults']['awsTotal']} AWS faults): "
+        f"recorded once {recorded['once']}, zero {recorded['zero']}, "
         f"more than once {recorded['moreThanOnce']}; "
-        f"duplicated {report['duplicated']}, lost {report['lost']}, "
+        f"duplicated {report['duplicated']}, lost {report['lost']}, stuck {report['stuck']}, "
+        f"without a definite answer {report['withoutDefiniteAnswer']} "
+        f"({report['client']['answers5xx']} 5xx answers retried), "
         f"recorded-but-failed {report['recordedButFailed']}; end states: {state_text}; "
         f"drain {report['drainSeconds']} s — {'OK' if report['ok'] else 'FAILED'}"
     )
@@ -403,48 +594,10 @@ def summary_line(report: dict[str, Any]) -> str:
 
 @contextmanager
 def running_stack(extra_env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
-    """`python -m local.stack` on free ports with STACK_ENV; yields its ready document."""
-    workdir = Path(tempfile.mkdtemp(prefix="billpay-drill-"))
-    ready_file = workdir / "ready.json"
-    log_path = workdir / "stack.log"
-    env = {
-        **os.environ,
-        **STACK_ENV,
-        **(extra_env or {}),
-        "BILLPAY_API_PORT": "0",
-        "BILLPAY_SANDBOX_PORT": "0",
-        "BILLPAY_EMULATOR_PORT": "0",
-        "BILLPAY_LOCAL_READY_FILE": str(ready_file),
-        "BILLPAY_LOCAL_EXIT_WITH_PARENT": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("CODAT_BASE_URL", None)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "local.stack"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while not ready_file.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"local stack did not start:\n{log_path.read_text(errors='replace')}")
-            time.sleep(0.1)
-        ready: dict[str, Any] = json.loads(ready_file.read_text())
-        ready["log"] = str(log_path)
-        yield ready
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    """`python -m local.stack` on free ports with STACK_ENV (local/harness.py); yields its ready document
+    plus `log`, the stack's log file."""
+    with start_stack(**{**STACK_ENV, **(extra_env or {})}) as stack:
+        yield {**stack.ready, "log": str(stack.log_path)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -456,6 +609,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-rate", type=float, default=0.35, help="faults armed per payment (0.35)")
     parser.add_argument("--concurrency", type=int, default=8, help="payments in flight at once (8)")
     parser.add_argument("--drain-deadline", type=float, default=240.0, help="seconds (240)")
+    parser.add_argument(
+        "--aws-faults",
+        type=float,
+        default=float(os.environ.get("AWS_FAULTS") or 0),
+        metavar="RATE",
+        help="fault each DynamoDB/SQS request of the functions with this probability (0: none)",
+    )
+    parser.add_argument(
+        "--emulator-url", help="with --api-url: its AWS emulator (fault proxy), for AWS faults"
+    )
     parser.add_argument("--report", type=Path, default=DEFAULT_REPORT)
     parser.add_argument("--api-url", help="use this running stack's API instead of starting one")
     parser.add_argument("--sandbox-url", help="its Codat sandbox (with --api-url; needs the large seed)")
@@ -469,19 +632,25 @@ def main(argv: list[str] | None = None) -> int:
             fault_rate=args.fault_rate,
             concurrency=args.concurrency,
             drain_deadline=args.drain_deadline,
+            aws_fault_rate=args.aws_faults,
         )
 
     if args.api_url:
         if not args.sandbox_url:
             parser.error("--api-url needs --sandbox-url")
-        report = drill(Target(args.api_url, args.sandbox_url))
+        if args.aws_faults and not args.emulator_url:
+            parser.error("--aws-faults with --api-url needs --emulator-url")
+        report = drill(Target(args.api_url, args.sandbox_url, emulator_url=args.emulator_url))
     else:
         print("starting the local stack (free ports, compressed retry timings, large seed)…", flush=True)
-        with running_stack() as ready:
-            print(f"stack up in {ready['startup_seconds']} s; drilling {args.payments} payments…", flush=True)
-            report = drill(Target(ready["api_url"], ready["sandbox_url"]))
+        with start_stack(**STACK_ENV) as stack:
+            print(
+                f"stack up in {stack.ready['startup_seconds']} s; drilling {args.payments} payments…",
+                flush=True,
+            )
+            report = drill(Target.of(stack))
             if not report["ok"]:
-                report["stackLog"] = ready["log"]
+                report["stackLog"] = str(stack.log_path)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=2) + "\n")
     print(summary_line(report))

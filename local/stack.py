@@ -7,6 +7,8 @@ worker processes included.
 
 Settings (environment):
   BILLPAY_API_PORT (3000), BILLPAY_SANDBOX_PORT (4100), BILLPAY_EMULATOR_PORT (4566) — 0 picks a free port
+    (the emulator's port is a fault-injecting proxy in front of moto, see local/aws_faults.py; moto itself
+    listens on a free internal port, `emulator_direct_url` in the ready document)
   BILLPAY_LOCAL_HOST (127.0.0.1), BILLPAY_LOCAL_CONCURRENCY (4 workers per function)
   BILLPAY_LOCAL_CALLER_ARN — the caller every request is signed as (header X-Local-Caller-Arn overrides)
   BILLPAY_SWEEP_INTERVAL_SECONDS (60) — how often scheduled functions run
@@ -36,6 +38,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from local.aws_faults import start_fault_proxy
 from local.emulator import create_resources, start_emulator
 from local.gateway.events import DEFAULT_CALLER_ARN
 from local.gateway.runtime import api_routes, build_pools
@@ -133,9 +136,13 @@ def run(env: dict[str, str], *, on_ready: Callable[[dict[str, Any]], None] | Non
             template = load_template(settings.template_path)
             specs = functions(template, base_dir=settings.template_path.parent)
 
-            emulator = start_emulator(settings.host, settings.emulator_port)
+            # moto on an internal port; the functions reach it through the fault proxy on the public one.
+            emulator = start_emulator(settings.host, 0)
             cleanup.callback(emulator.close)
-            resources = create_resources(emulator.url, template)
+            proxy = start_fault_proxy(settings.host, settings.emulator_port, emulator.host, emulator.port)
+            cleanup.callback(proxy.close)
+            # Through the proxy, so queue URLs name the public port (nothing is armed yet).
+            resources = create_resources(proxy.url, template)
 
             codat_url = settings.external_codat_url
             if codat_url is None:
@@ -150,7 +157,7 @@ def run(env: dict[str, str], *, on_ready: Callable[[dict[str, Any]], None] | Non
                 template,
                 specs,
                 resources,
-                endpoint_url=emulator.url,
+                endpoint_url=proxy.url,
                 codat_base_url=codat_url,
                 concurrency=settings.concurrency,
                 supervisor_env=env,
@@ -189,6 +196,7 @@ def run(env: dict[str, str], *, on_ready: Callable[[dict[str, Any]], None] | Non
                             source,
                             queue_url=resources.refs[queue_id],
                             queue_arn=resources.arns[queue_id],
+                            # Lambda's event source mapping is AWS's, not our code: never faulted.
                             endpoint_url=emulator.url,
                             visibility_timeout=settings.visibility_timeout,
                             log=_log,
@@ -211,7 +219,8 @@ def run(env: dict[str, str], *, on_ready: Callable[[dict[str, Any]], None] | Non
             ready = {
                 "api_url": api.url,
                 "sandbox_url": codat_url,
-                "emulator_url": emulator.url,
+                "emulator_url": proxy.url,
+                "emulator_direct_url": emulator.url,
                 "stage": stage,
                 "resources": resources.refs,
                 "arns": resources.arns,
@@ -272,7 +281,7 @@ def _announce(settings: StackSettings, ready: dict[str, Any], specs_summary: lis
                 "Bill Pay Sync local stack is up:",
                 f"  API            {ready['api_url']}   (OpenAPI: {ready['api_url']}/openapi.json)",
                 f"  Codat sandbox  {ready['sandbox_url']}",
-                f"  AWS emulator   {ready['emulator_url']}",
+                f"  AWS emulator   {ready['emulator_url']}   (faults: POST/GET/DELETE /_emulator/faults)",
                 f"  caller         {settings.caller_arn}",
                 *specs_summary,
                 "Ctrl-C stops everything.",

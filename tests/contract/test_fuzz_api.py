@@ -298,9 +298,17 @@ def test_upstream_outcomes_answer_as_documented(fuzz_stack: Stack, api_schema: A
 
 
 def test_a_key_in_flight_answers_409_as_documented(fuzz_stack: Stack, api_schema: Any) -> None:
+    """The first request is parked in the AWS fault proxy — its first write to the table that names the
+    payment's unique reference is held before it reaches the table — so it stays in flight, with its live
+    lease, until the duplicate has been answered; then it is let go. No clock decides the order."""
     bill = seed.BILLS_GBP_OPEN[9]
+    reference = f"in-flight-{uuid.uuid4()}"
     fuzz_stack.clear_faults()
-    fuzz_stack.arm_fault(path=f"*/bills/{bill}/payment", fault="hold-then-commit", hold_seconds=1.5)
+    fuzz_stack.clear_aws_faults()
+    # Every SDK attempt is held (its read timeout would otherwise end the hold and let a retry through).
+    fuzz_stack.arm_aws_fault(
+        service="dynamodb", operation="UpdateItem", match=reference, fault="hold-before", times=5
+    )
     case = {
         "path_parameters": {
             "companyId": seed.COMPANY_GBP_ID,
@@ -308,15 +316,29 @@ def test_a_key_in_flight_answers_409_as_documented(fuzz_stack: Stack, api_schema
             "billId": bill,
         },
         "headers": {IDEMPOTENCY_KEY: f"in-flight-{uuid.uuid4()}"},
-        "body": {"amount": 2.5, "date": "2026-11-25", "accountRef": {"id": seed.ACCOUNT_GBP_CURRENT}},
+        "body": {
+            "amount": 2.5,
+            "date": "2026-11-25",
+            "accountRef": {"id": seed.ACCOUNT_GBP_CURRENT},
+            "reference": reference,
+        },
     }
     with ThreadPoolExecutor(max_workers=1) as other:
         first = other.submit(_checked, api_schema, PAYMENTS, "POST", **case)
-        fuzz_stack.wait_until(lambda: not fuzz_stack.sandbox.get("/_sandbox/faults").json(), timeout=10)
-        second = _checked(api_schema, PAYMENTS, "POST", **case)
+        try:
+            fuzz_stack.wait_until(
+                lambda: fuzz_stack.aws_faults()[0]["holding"] == 1,
+                timeout=30,
+                message="the first request held in flight",
+            )
+            second = _checked(api_schema, PAYMENTS, "POST", **case)
+        finally:
+            fuzz_stack.clear_aws_faults()  # lets the first request go on
         assert second.status_code == 409, second.text
         assert second.headers.get("retry-after"), second.headers
         assert first.result().status_code == 201
+    recorded = [p for p in fuzz_stack.payments() if p.get("reference") == reference]
+    assert len(recorded) == 1, recorded
 
 
 @pytest.mark.parametrize("name", list(READ_OUTCOMES))

@@ -1,5 +1,6 @@
 """The exactly-once drill, small: 20 payments, each sent 1-3 times (some at once), under random faults of
-every kind through the whole local stack (gateway, write functions, sweeper, retry worker, sandbox).
+every kind through the whole local stack (gateway, write functions, sweeper, retry worker, sandbox) — and
+once more with our own side failing too (AWS faults on the functions' DynamoDB and SQS requests).
 `make drill` is the same with N=200; see local/drill.py for the vocabulary."""
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from local.drill import (
     run_drill,
     summary_line,
 )
-from tests.integration.conftest import Stack, start_stack
+from local.harness import Stack, start_stack
 
 pytestmark = pytest.mark.integration
 
@@ -76,6 +77,36 @@ def test_small_drill_records_every_payment_exactly_once(drill_stack: Stack) -> N
     # Nothing else wrote to this stack's ledger.
     assert report["otherRecordsInLedger"] == 0
     assert len(drill_stack.payments()) == report["recorded"]["once"]
+
+
+@pytest.mark.timeout(150)
+def test_small_drill_with_aws_faults_records_every_payment_exactly_once(drill_stack: Stack) -> None:
+    """Codat and our own table and queue failing at once: every kind of AWS fault, at a rate high enough
+    that 20 payments meet them, and still each payment recorded once and each send answered definitely."""
+    report = run_drill(
+        Target.of(drill_stack),
+        N,
+        seed_value=12,
+        fault_rate=0.6,
+        drain_deadline=45,
+        aws_fault_rate=0.1,
+    )
+    print(summary_line(report))
+    assert report["drained"], report
+    assert report["duplicated"] == 0, report["findings"]
+    assert report["lost"] == 0, report["findings"]
+    assert report["stuck"] == 0, report["findings"]
+    assert report["recordedButFailed"] == 0, report["findings"]
+    assert report["withoutDefiniteAnswer"] == 0, report["findings"]
+    assert report["mismatched"] == 0, report["findings"]
+    assert report["ok"]
+    # Both kinds of fault were injected, and the AWS faults came in more than one kind.
+    assert report["faults"]["codatTotal"] >= 5
+    assert report["faults"]["awsTotal"] >= 5
+    assert len(report["faults"]["aws"]) >= 3, report["faults"]
+    assert set(report["endStates"]) <= set(FINAL_STATES)
+    assert sum(report["recorded"].values()) == N
+    assert drill_stack.aws_faults() == []  # the drill disarms what it armed
 
 
 def _payment(index: int, status_answers: list[int] | None = None) -> Payment:
