@@ -532,7 +532,7 @@ def _noccy_company() -> Company:
 _BULK_SUPPLIER = (SUPPLIER_BULK, "Bulk Supplies Ltd")
 
 
-def _bulk_bills(company: Company) -> None:
+def _bulk_bills(company: Company, count: int) -> None:
     currency = company.base_currency or "GBP"
     supplier = _BULK_SUPPLIER
     company.connections[0].suppliers.append(Supplier(supplier[0], supplier[1], "Active", currency))
@@ -546,7 +546,7 @@ def _bulk_bills(company: Company) -> None:
             supplier=supplier,
             day=1 + n % 28,
         )
-        for n in range(1, LARGE_BULK_BILLS + 1)
+        for n in range(1, count + 1)
     )
 
 
@@ -592,13 +592,13 @@ def _extra_company(n: int) -> Company:
     )
 
 
-def build(seed: str = "demo") -> list[Company]:
-    """Fresh seed records (the caller owns and mutates them)."""
+def build(seed: str = "demo", bulk_bills: int = LARGE_BULK_BILLS) -> list[Company]:
+    """Fresh seed records (the caller owns and mutates them); `bulk_bills` sizes the `large` seed."""
     if seed not in SEEDS:
         raise ValueError(f"unknown sandbox seed {seed!r}; expected one of {', '.join(SEEDS)}")
     companies = [_gbp_company(), _usd_company(), _noccy_company()]
     if seed == "large":
-        _bulk_bills(companies[0])
-        _bulk_bills(companies[1])
+        _bulk_bills(companies[0], bulk_bills)
+        _bulk_bills(companies[1], bulk_bills)
         companies += [_extra_company(n) for n in range(1, LARGE_EXTRA_COMPANIES + 1)]
     return companies

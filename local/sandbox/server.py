@@ -34,7 +34,7 @@ from local.sandbox.idempotency import (
     fingerprint,
     normalise_key,
 )
-from local.sandbox.seed import SEEDS
+from local.sandbox.seed import LARGE_BULK_BILLS, SEEDS
 from local.sandbox.state import Ledger
 
 logger = logging.getLogger("local.sandbox")
@@ -56,6 +56,8 @@ class SandboxConfig:
     verbose: bool = False
     # Added to every Codat request (never to /_sandbox/*): a real ledger answers in hundreds of ms a page.
     latency_ms: float = 0.0
+    # Open bills per company 1 and 2 in the `large` seed (benchmarks of large ledgers).
+    bulk_bills: int = LARGE_BULK_BILLS
 
     def __post_init__(self) -> None:
         if not self.api_key:
@@ -66,6 +68,8 @@ class SandboxConfig:
             raise ValueError("page_size must be at least 1")
         if not 0 <= self.latency_ms <= 60_000:
             raise ValueError("latency_ms must be between 0 and 60000")
+        if not 0 <= self.bulk_bills <= 100_000:
+            raise ValueError("bulk_bills must be between 0 and 100000")
         if self.seed not in SEEDS:
             raise ValueError(f"seed must be one of {', '.join(SEEDS)}, not {self.seed!r}")
 
@@ -85,6 +89,8 @@ class SandboxConfig:
                 values["seed"] = env["BILLPAY_SANDBOX_SEED"]
             if env.get("BILLPAY_SANDBOX_LATENCY_MS", "").strip():
                 values["latency_ms"] = float(env["BILLPAY_SANDBOX_LATENCY_MS"])
+            if env.get("BILLPAY_SANDBOX_BULK_BILLS", "").strip():
+                values["bulk_bills"] = int(env["BILLPAY_SANDBOX_BULK_BILLS"])
             if "BILLPAY_SANDBOX_VERBOSE" in env:
                 values["verbose"] = env["BILLPAY_SANDBOX_VERBOSE"].lower() in ("1", "true", "yes")
         except ValueError as exc:
@@ -126,7 +132,7 @@ class SandboxServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], config: SandboxConfig) -> None:
         self.config = config
-        self.ledger = Ledger(config.seed, config.page_size)
+        self.ledger = Ledger(config.seed, config.page_size, config.bulk_bills)
         self.idempotency = IdempotencyCache(config.idempotency_seconds)
         self.faults = FaultBook()
         self.requests = RequestCounter()
@@ -576,6 +582,7 @@ def start_sandbox(
     seed: str | None = None,
     verbose: bool | None = None,
     latency_ms: float | None = None,
+    bulk_bills: int | None = None,
 ) -> SandboxHandle:
     """Start a sandbox serving from a background thread (port 0: a free port, see `.port`).
 
@@ -588,6 +595,7 @@ def start_sandbox(
         seed=seed,
         verbose=verbose,
         latency_ms=latency_ms,
+        bulk_bills=bulk_bills,
     )
     server = SandboxServer((host, port), config)
     thread = threading.Thread(

@@ -85,10 +85,13 @@ def _page_number(raw: str | None, name: str, default: int) -> int:
 class Ledger:
     """The in-memory accounting system; every public method is atomic."""
 
-    def __init__(self, seed_name: str = "demo", page_size: int = 5) -> None:
+    def __init__(
+        self, seed_name: str = "demo", page_size: int = 5, bulk_bills: int = seed.LARGE_BULK_BILLS
+    ) -> None:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         self.seed_name = seed_name
+        self.bulk_bills = bulk_bills
         self.page_size = page_size
         self._lock = threading.Lock()
         self._companies: dict[str, Company] = {}
@@ -97,7 +100,7 @@ class Ledger:
         self.reset()
 
     def reset(self) -> None:
-        companies = seed.build(self.seed_name)
+        companies = seed.build(self.seed_name, self.bulk_bills)
         bills = {
             (connection.id, bill.id): bill
             for company in companies
