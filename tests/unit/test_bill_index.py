@@ -101,6 +101,13 @@ def test_the_watermark_never_goes_back() -> None:
     assert bi.refreshed(state, T0 + 50).version == 4
 
 
+def test_the_watermark_is_recorded_once_a_minute_at_most() -> None:
+    state = SyncState(watermark=T0)
+    assert not bi.worth_recording(state, T0 + 59)
+    assert bi.worth_recording(state, T0 + 60)
+    assert bi.worth_recording(SyncState(), T0)
+
+
 def test_stale_bills_are_those_unseen_since_the_sync_began_and_unreserved() -> None:
     seen = bill("SEEN", seen_at=T0 + 1)
     unseen = bill("GONE", seen_at=T0 - 1)

@@ -395,7 +395,8 @@ class BillLookup:
                     raise CodatUnavailableError("pagination does not end (a continuation token repeats)")
                 tokens.add(token)
             assert state is not None  # a watermark means a state
-            state = self._write(key, state, bill_index.refreshed(state, now))
+            if bill_index.worth_recording(state, now):
+                state = self._write(key, state, bill_index.refreshed(state, now))
             refreshed = True
 
         if plan.start_full_sync:
