@@ -433,8 +433,9 @@ class BillLookup:
         known: bool,
         deadline: float,
     ) -> tuple[SyncState | None, list[list[IndexedBill]]]:
-        """Page on from where the sync stopped: until the bill turns up when the index lacks it, else
-        SYNC_PAGES_PER_LOOKUP pages. Each page is written before the token that follows it."""
+        """Page on from where the sync stopped: until the bill turns up when the index lacks it (and not
+        a page further), else SYNC_PAGES_PER_LOOKUP pages. Each page is written before the token that
+        follows it."""
         pages: list[list[IndexedBill]] = []
         current: SyncState | None = state
         while current is not None and current.syncing:
@@ -476,10 +477,8 @@ class BillLookup:
                 current = self.store.state(key)
                 break  # another lookup carries this sync on; what we wrote stands
             current = after
-            if any(b.bill_id == bill_id for b in bills):
-                known = True
-                if len(pages) >= bill_index.SYNC_PAGES_PER_LOOKUP:
-                    break
+            if not known and any(b.bill_id == bill_id for b in bills):
+                break  # the payment waits for no page past its bill; later lookups carry the sync on
             if len(pages) >= MAX_PAGES:
                 raise CodatUnavailableError("pagination does not end")
         return current, pages
