@@ -73,6 +73,7 @@ def test_a_bill_is_written_only_forward_and_available_is_derived(
         TableName=store.table_name, Key={"pk": {"S": f"{key[0]}#{key[1]}"}, "sk": {"S": "bill#B1"}}
     )["Item"]
     assert raw["available"] == {"N": "40.5"}  # amountDue - reservedTotal (none yet)
+    assert (raw["reservations"], raw["reservedTotal"]) == ({"M": {}}, {"N": "0"})  # ready for reservations
 
     # reservations (written by the payment flow later) survive a refresh, and available follows amountDue
     aws_emulator.dynamodb.update_item(

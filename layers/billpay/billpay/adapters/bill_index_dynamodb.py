@@ -3,9 +3,10 @@
 Keys: `pk` = `<companyId>#<connectionId>`; `sk` = `bill#<billId>` for a bill, `sync` for the state.
 A bill item: `billId`, `status`, `currency`, `amountDue` (N; absent when the platform reports none),
 `available` (N; `amountDue` - `reservedTotal`), `modified` (the sortable sourceModifiedDate), `seenAt`,
-`body` (the bill as Codat returned it, JSON). Reservations will add `reservations` (a map keyed by
-operation id + claim token) and `reservedTotal`; a refresh never touches either, and recomputes
-`available` from `reservedTotal`, so a condition `available >= :amount` stays exact.
+`body` (the bill as Codat returned it, JSON; amounts as strings), `reservations` (M, created empty: keyed
+by operation id + claim token once payments reserve) and `reservedTotal` (N, 0). A refresh never changes
+the last two, and recomputes `available` from `reservedTotal`, so a condition `available >= :amount`
+stays exact.
 
 Every write is one conditional request (the rules are `billpay.domain.bill_index`'s):
 - a bill: UpdateItem, `attribute_not_exists(sk) OR modified <= :modified` (never backwards);
@@ -196,7 +197,18 @@ class DynamoDBBillIndex:
             ":seen": _n(bill.seen_at),
             ":body": {"S": bill.body_json()},
         }
-        sets = ["billId = :id", "#modified = :modified", "seenAt = :seen", "body = :body"]
+        # The reservations map and its total exist from the first write, so a reservation can SET one
+        # entry (`reservations.#key`) and add to the total without a first-writer special case.
+        values[":zero"] = _n(0)
+        values[":none"] = {"M": {}}
+        sets = [
+            "billId = :id",
+            "#modified = :modified",
+            "seenAt = :seen",
+            "body = :body",
+            "reservations = if_not_exists(reservations, :none)",
+            "reservedTotal = if_not_exists(reservedTotal, :zero)",
+        ]
         removes: list[str] = []
         for attribute, placeholder, value in (
             ("#status", ":status", bill.status),
@@ -211,7 +223,6 @@ class DynamoDBBillIndex:
             removes += ["amountDue", "available"]
         else:
             values[":due"] = _n(bill.amount_due)
-            values[":zero"] = _n(0)
             sets += ["amountDue = :due", "available = :due - if_not_exists(reservedTotal, :zero)"]
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         try:
