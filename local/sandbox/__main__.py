@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", choices=SEEDS, default=None, help="default: $BILLPAY_SANDBOX_SEED or demo")
     parser.add_argument("--page-size", type=int, default=None)
     parser.add_argument("--idempotency-seconds", type=float, default=None)
+    parser.add_argument(
+        "--latency-ms", type=float, default=None, help="default: $BILLPAY_SANDBOX_LATENCY_MS or 0"
+    )
     parser.add_argument("--verbose", action="store_true", default=None, help="log every request")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sandbox %(message)s")
@@ -32,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             page_size=args.page_size,
             idempotency_seconds=args.idempotency_seconds,
             verbose=args.verbose,
+            latency_ms=args.latency_ms,
         )
     except (OSError, ValueError) as exc:
         print(f"sandbox: cannot start: {exc}", file=sys.stderr)
@@ -42,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     config = handle.config
     print(
         f"Codat sandbox on {handle.url} (seed={config.seed}, page size={config.page_size}, "
-        f"idempotency cache={config.idempotency_seconds:g}s)",
+        f"idempotency cache={config.idempotency_seconds:g}s, latency={config.latency_ms:g}ms)",
         flush=True,
     )
     stop.wait()

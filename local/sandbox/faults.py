@@ -10,6 +10,10 @@ Two families, because they sit at different places in Codat's stack:
   layer has already claimed the key, so a replay of a cached answer never consumes one of these.
 
 On a read every fault acts in front (there is nothing to commit or cache).
+
+A third kind, `latency`, fails nothing: the matching request is answered normally after `latencyMs`
+(or `holdSeconds`) instead of the sandbox's per-request latency — one slow endpoint, e.g. list-bills on a
+large ledger. It is consumed independently of the other kinds, so a request can be both slow and failed.
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ from local.sandbox.errors import CodatError, FieldError
 FRONT_KINDS = frozenset({"status", "timeout"})
 COMMIT_KINDS = frozenset({"commit-then-status", "commit-then-timeout", "hold-then-commit"})
 KINDS = FRONT_KINDS | COMMIT_KINDS
+LATENCY_KINDS = frozenset({"latency"})
+ALL_KINDS = KINDS | LATENCY_KINDS
 DEFAULT_HOLD_SECONDS = 30.0
-_FIELDS = ("method", "path", "fault", "status", "retryAfter", "times", "holdSeconds")
+_FIELDS = ("method", "path", "fault", "status", "retryAfter", "times", "holdSeconds", "latencyMs")
 
 
 @dataclasses.dataclass
@@ -84,8 +90,8 @@ def parse(spec: Any, fault_id: int) -> Fault:
         if key not in _FIELDS
     ]
     kind = spec.get("fault")
-    if kind not in KINDS:
-        errors.append(FieldError("fault", f"'fault' must be one of {', '.join(sorted(KINDS))}.", "Enum"))
+    if kind not in ALL_KINDS:
+        errors.append(FieldError("fault", f"'fault' must be one of {', '.join(sorted(ALL_KINDS))}.", "Enum"))
     method = spec.get("method", "*")
     path = spec.get("path")
     if not isinstance(method, str) or not method:
@@ -114,6 +120,26 @@ def parse(spec: Any, fault_id: int) -> Fault:
     hold = _number(spec.get("holdSeconds", DEFAULT_HOLD_SECONDS))
     if hold is None or hold < 0:
         errors.append(FieldError("holdSeconds", "'holdSeconds' must be a number of seconds >= 0.", "Range"))
+    if "latencyMs" in spec:
+        latency_ms = _number(spec["latencyMs"])
+        if kind != "latency":
+            errors.append(
+                FieldError("latencyMs", "'latencyMs' applies to a latency fault only.", "NotApplicable")
+            )
+        elif "holdSeconds" in spec:
+            errors.append(
+                FieldError("latencyMs", "Give 'latencyMs' or 'holdSeconds', not both.", "Exclusive")
+            )
+        elif latency_ms is None or latency_ms < 0:
+            errors.append(
+                FieldError("latencyMs", "'latencyMs' must be a number of milliseconds >= 0.", "Range")
+            )
+        else:
+            hold = latency_ms / 1000
+    elif kind == "latency" and "holdSeconds" not in spec:
+        errors.append(
+            FieldError("latencyMs", "A latency fault needs 'latencyMs' or 'holdSeconds'.", "Required")
+        )
     if errors:
         raise CodatError(400, "The fault is not valid.", errors=errors)
     assert isinstance(kind, str) and isinstance(method, str) and isinstance(path, str) and hold is not None

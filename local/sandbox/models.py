@@ -101,6 +101,52 @@ class Bill:
 
 
 @dataclasses.dataclass
+class Supplier:
+    """A supplier as `list-suppliers` lists it; `balance` is derived from the connection's bills."""
+
+    id: str
+    name: str
+    status: str  # Unknown | Active | Archived
+    default_currency: str | None
+    contact_name: str | None = None
+    email_address: str | None = None
+    phone: str | None = None
+    country: str | None = None
+    city: str | None = None
+    postal_code: str | None = None
+    source_modified_date: str = "2026-10-15T09:00:00Z"
+
+    def to_codat(self, balance: Decimal | None) -> JsonObject:
+        addresses = (
+            None
+            if self.country is None
+            else [
+                {
+                    "type": "Billing",
+                    "line1": None,
+                    "line2": None,
+                    "city": self.city,
+                    "region": None,
+                    "country": self.country,
+                    "postalCode": self.postal_code,
+                }
+            ]
+        )
+        return {
+            "id": self.id,
+            "supplierName": self.name,
+            "contactName": self.contact_name,
+            "emailAddress": self.email_address,
+            "phone": self.phone,
+            "addresses": addresses,
+            "status": self.status,
+            "balance": number(balance),
+            "defaultCurrency": self.default_currency,
+            "sourceModifiedDate": self.source_modified_date,
+        }
+
+
+@dataclasses.dataclass
 class Connection:
     """A company's data connection to its accounting platform, with that platform's ledger."""
 
@@ -115,6 +161,7 @@ class Connection:
     last_sync: str | None = "2026-11-25T06:00:00Z"
     accounts: list[Account] = dataclasses.field(default_factory=list)
     bills: list[Bill] = dataclasses.field(default_factory=list)
+    suppliers: list[Supplier] = dataclasses.field(default_factory=list)
 
     def to_codat(self) -> JsonObject:
         return {

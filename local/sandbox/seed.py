@@ -25,7 +25,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
-from local.sandbox.models import Account, Bill, Company, Connection
+from local.sandbox.models import Account, Bill, Company, Connection, Supplier
 
 SEEDS = ("demo", "large")
 
@@ -55,6 +55,13 @@ BILL_GBP_JPY_OPEN = "GBP-JPY-OPEN-01"  # JPY, Open, 45000
 BILL_GBP_NODUE = "GBP-NODUE-01"  # GBP, Open, total 90.00, amountDue null
 BILL_GBP_XXX = "GBP-XXX-01"  # currency XXX, Open, 70.00
 
+SUPPLIER_GBP_OAK = "SUP-OAK"  # Active, GBP (the GBP open bills)
+SUPPLIER_GBP_TOOLS = "SUP-TOOLS"  # Active, GBP
+SUPPLIER_GBP_US = "SUP-US"  # Active, USD
+SUPPLIER_GBP_EU = "SUP-EU"  # Active, EUR
+SUPPLIER_GBP_JP = "SUP-JP"  # Active, JPY
+SUPPLIER_GBP_ARCHIVED = "SUP-GBP-OLD"  # Archived, GBP, no bills, no contact details
+
 # --- Company 2: USD base currency, on QuickBooks Online ---------------------------------------------
 COMPANY_USD_ID = "9a4b6c8d-2e1f-4a3b-8c5d-0a1b2c3d4e61"
 CONNECTION_USD_ID = "1f3e5d7c-9b2a-4d6e-8f1a-0a1b2c3d4e62"
@@ -74,12 +81,20 @@ BILL_USD_GBP_OPEN = "USD-GBP-OPEN-01"  # GBP, Open, 200.00 (rate 1.28)
 BILL_USD_EUR_PARTIAL = "USD-EUR-PARTIAL-01"  # EUR, PartiallyPaid, total 500.00, due 125.00
 BILL_USD_CAD_PAID = "USD-CAD-PAID-01"  # CAD, Paid
 
+SUPPLIER_USD_BEANS = "SUP-BEANS"  # Active, USD (the USD open bills)
+SUPPLIER_USD_DAIRY = "SUP-DAIRY"  # Active, USD
+SUPPLIER_USD_UK = "SUP-UK"  # Active, GBP
+SUPPLIER_USD_IT = "SUP-IT"  # Active, EUR
+SUPPLIER_USD_CA = "SUP-CA"  # Archived, CAD
+
 # --- Company 3: no base currency reported (a platform that hides it), on FreeAgent -----------------
 COMPANY_NOCCY_ID = "5e6f7a8b-9c0d-4e1f-a2b3-0a1b2c3d4e71"
 CONNECTION_NOCCY_ID = "2b4d6f8a-1c3e-4a5b-9d7f-0a1b2c3d4e72"
 ACCOUNT_NOCCY_GBP = "a3000000-0000-4000-8000-000000000001"  # GBP, Active
 ACCOUNT_NOCCY_ARCHIVED = "a3000000-0000-4000-8000-000000000002"  # GBP, Archived
 BILLS_NOCCY_OPEN = tuple(f"NOCCY-OPEN-{n:02d}" for n in range(1, 11))  # GBP, Open, 50.00 x n
+SUPPLIER_NOCCY_PAPER = "SUP-PAPER"  # Active, default currency null
+SUPPLIER_BULK = "SUP-BULK"  # `large` seed: the bulk bills' supplier (companies 1 and 2, extra companies)
 
 # --- Ids that exist nowhere (well-formed, so they reach the 404 paths) ------------------------------
 UNKNOWN_COMPANY_ID = "00000000-0000-4000-8000-00000000dead"
@@ -132,9 +147,9 @@ def _bill(
 
 
 def _gbp_company() -> Company:
-    oak = ("SUP-OAK", "Oakwood Timber Supplies")
-    tools = ("SUP-TOOLS", "Sheffield Tool Co")
-    overseas = ("SUP-US", "Appalachian Hardwoods LLC")
+    oak = (SUPPLIER_GBP_OAK, "Oakwood Timber Supplies")
+    tools = (SUPPLIER_GBP_TOOLS, "Sheffield Tool Co")
+    overseas = (SUPPLIER_GBP_US, "Appalachian Hardwoods LLC")
     connection = Connection(
         id=CONNECTION_GBP_ID,
         company_id=COMPANY_GBP_ID,
@@ -247,7 +262,7 @@ def _gbp_company() -> Company:
                 "Open",
                 "300.00",
                 "300.00",
-                supplier=("SUP-EU", "Holzhandel GmbH"),
+                supplier=(SUPPLIER_GBP_EU, "Holzhandel GmbH"),
                 day=18,
                 rate="0.86",
             ),
@@ -257,7 +272,7 @@ def _gbp_company() -> Company:
                 "Open",
                 "45000",
                 "45000",
-                supplier=("SUP-JP", "Kanazawa Tools KK"),
+                supplier=(SUPPLIER_GBP_JP, "Kanazawa Tools KK"),
                 day=19,
                 rate="0.0052",
             ),
@@ -265,6 +280,66 @@ def _gbp_company() -> Company:
             _bill(BILL_GBP_XXX, "XXX", "Open", "70.00", "70.00", supplier=oak, day=21),
         ],
     )
+    connection.suppliers = [
+        Supplier(
+            oak[0],
+            oak[1],
+            "Active",
+            "GBP",
+            "Ellen Hart",
+            "accounts@oakwood.example",
+            "0117 496 0001",
+            "GB",
+            "Bristol",
+            "BS1 4DJ",
+        ),
+        Supplier(
+            tools[0],
+            tools[1],
+            "Active",
+            "GBP",
+            "Raj Patel",
+            "billing@sheffieldtool.example",
+            "0114 496 0002",
+            "GB",
+            "Sheffield",
+            "S1 2HE",
+        ),
+        Supplier(
+            overseas[0],
+            overseas[1],
+            "Active",
+            "USD",
+            "Dale Morgan",
+            "ar@appalachian.example",
+            "+1 304 555 0100",
+            "US",
+            "Charleston",
+            "25301",
+        ),
+        Supplier(
+            SUPPLIER_GBP_EU,
+            "Holzhandel GmbH",
+            "Active",
+            "EUR",
+            None,
+            "rechnung@holzhandel.example",
+            None,
+            "DE",
+            "Hamburg",
+            "20095",
+        ),
+        Supplier(
+            SUPPLIER_GBP_JP, "Kanazawa Tools KK", "Active", "JPY", None, None, None, "JP", "Kanazawa", None
+        ),
+        Supplier(
+            SUPPLIER_GBP_ARCHIVED,
+            "Bristol Fixings (closed)",
+            "Archived",
+            "GBP",
+            source_modified_date="2026-03-01T09:00:00Z",
+        ),
+    ]
     return Company(
         id=COMPANY_GBP_ID,
         name="Riverside Joinery Ltd",
@@ -275,8 +350,8 @@ def _gbp_company() -> Company:
 
 
 def _usd_company() -> Company:
-    beans = ("SUP-BEANS", "Blue Ridge Coffee Roasters")
-    dairy = ("SUP-DAIRY", "Valley Fresh Dairy")
+    beans = (SUPPLIER_USD_BEANS, "Blue Ridge Coffee Roasters")
+    dairy = (SUPPLIER_USD_DAIRY, "Valley Fresh Dairy")
     connection = Connection(
         id=CONNECTION_USD_ID,
         company_id=COMPANY_USD_ID,
@@ -354,7 +429,7 @@ def _usd_company() -> Company:
                 "Open",
                 "200.00",
                 "200.00",
-                supplier=("SUP-UK", "Yorkshire Tea Ltd"),
+                supplier=(SUPPLIER_USD_UK, "Yorkshire Tea Ltd"),
                 day=14,
                 rate="1.28",
             ),
@@ -364,7 +439,7 @@ def _usd_company() -> Company:
                 "PartiallyPaid",
                 "500.00",
                 "125.00",
-                supplier=("SUP-IT", "Torrefazione Milano"),
+                supplier=(SUPPLIER_USD_IT, "Torrefazione Milano"),
                 day=15,
                 rate="1.08",
             ),
@@ -374,12 +449,47 @@ def _usd_company() -> Company:
                 "Paid",
                 "140.00",
                 "0.00",
-                supplier=("SUP-CA", "Maple Cups Inc"),
+                supplier=(SUPPLIER_USD_CA, "Maple Cups Inc"),
                 day=16,
                 rate="0.73",
             ),
         ],
     )
+    connection.suppliers = [
+        Supplier(
+            beans[0],
+            beans[1],
+            "Active",
+            "USD",
+            "Mia Lopez",
+            "ar@blueridge.example",
+            "(503) 555-0101",
+            "US",
+            "Portland",
+            "97201",
+        ),
+        Supplier(
+            dairy[0], dairy[1], "Active", "USD", "Sam Boyd", None, "(503) 555-0102", "US", "Salem", "97301"
+        ),
+        Supplier(
+            SUPPLIER_USD_UK,
+            "Yorkshire Tea Ltd",
+            "Active",
+            "GBP",
+            None,
+            "exports@yorkshiretea.example",
+            None,
+            "GB",
+            "Harrogate",
+            "HG1 1AA",
+        ),
+        Supplier(
+            SUPPLIER_USD_IT, "Torrefazione Milano", "Active", "EUR", None, None, None, "IT", "Milano", None
+        ),
+        Supplier(
+            SUPPLIER_USD_CA, "Maple Cups Inc", "Archived", "CAD", source_modified_date="2026-06-01T09:00:00Z"
+        ),
+    ]
     return Company(
         id=COMPANY_USD_ID,
         name="Harbor Street Coffee Inc",
@@ -390,7 +500,7 @@ def _usd_company() -> Company:
 
 
 def _noccy_company() -> Company:
-    stationery = ("SUP-PAPER", "Paper & Ink Ltd")
+    stationery = (SUPPLIER_NOCCY_PAPER, "Paper & Ink Ltd")
     connection = Connection(
         id=CONNECTION_NOCCY_ID,
         company_id=COMPANY_NOCCY_ID,
@@ -409,6 +519,7 @@ def _noccy_company() -> Company:
             for n, bill_id in enumerate(BILLS_NOCCY_OPEN, start=1)
         ],
     )
+    connection.suppliers = [Supplier(stationery[0], stationery[1], "Active", None)]
     return Company(
         id=COMPANY_NOCCY_ID,
         name="Nameless Trading",
@@ -418,9 +529,13 @@ def _noccy_company() -> Company:
     )
 
 
-def _bulk_bills(company: Company) -> None:
+_BULK_SUPPLIER = (SUPPLIER_BULK, "Bulk Supplies Ltd")
+
+
+def _bulk_bills(company: Company, count: int) -> None:
     currency = company.base_currency or "GBP"
-    supplier = ("SUP-BULK", "Bulk Supplies Ltd")
+    supplier = _BULK_SUPPLIER
+    company.connections[0].suppliers.append(Supplier(supplier[0], supplier[1], "Active", currency))
     company.connections[0].bills.extend(
         _bill(
             bulk_bill_id(company.id, n),
@@ -431,7 +546,7 @@ def _bulk_bills(company: Company) -> None:
             supplier=supplier,
             day=1 + n % 28,
         )
-        for n in range(1, LARGE_BULK_BILLS + 1)
+        for n in range(1, count + 1)
     )
 
 
@@ -439,7 +554,7 @@ def _extra_company(n: int) -> Company:
     currency = ("GBP", "USD", "EUR")[n % 3]
     company_id = str(uuid.uuid5(_LARGE_NAMESPACE, f"company-{n}"))
     connection_id = str(uuid.uuid5(_LARGE_NAMESPACE, f"connection-{n}"))
-    supplier = ("SUP-BULK", "Bulk Supplies Ltd")
+    supplier = _BULK_SUPPLIER
     connection = Connection(
         id=connection_id,
         company_id=company_id,
@@ -470,19 +585,20 @@ def _extra_company(n: int) -> Company:
             )
             for k in range(1, 11)
         ],
+        suppliers=[Supplier(supplier[0], supplier[1], "Active", currency)],
     )
     return Company(
         id=company_id, name=f"Bench Company {n:04d}", base_currency=currency, connections=[connection]
     )
 
 
-def build(seed: str = "demo") -> list[Company]:
-    """Fresh seed records (the caller owns and mutates them)."""
+def build(seed: str = "demo", bulk_bills: int = LARGE_BULK_BILLS) -> list[Company]:
+    """Fresh seed records (the caller owns and mutates them); `bulk_bills` sizes the `large` seed."""
     if seed not in SEEDS:
         raise ValueError(f"unknown sandbox seed {seed!r}; expected one of {', '.join(SEEDS)}")
     companies = [_gbp_company(), _usd_company(), _noccy_company()]
     if seed == "large":
-        _bulk_bills(companies[0])
-        _bulk_bills(companies[1])
+        _bulk_bills(companies[0], bulk_bills)
+        _bulk_bills(companies[1], bulk_bills)
         companies += [_extra_company(n) for n in range(1, LARGE_EXTRA_COMPANIES + 1)]
     return companies

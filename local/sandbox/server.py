@@ -34,7 +34,7 @@ from local.sandbox.idempotency import (
     fingerprint,
     normalise_key,
 )
-from local.sandbox.seed import SEEDS
+from local.sandbox.seed import LARGE_BULK_BILLS, SEEDS
 from local.sandbox.state import Ledger
 
 logger = logging.getLogger("local.sandbox")
@@ -54,6 +54,10 @@ class SandboxConfig:
     page_size: int = DEFAULT_PAGE_SIZE
     seed: str = "demo"
     verbose: bool = False
+    # Added to every Codat request (never to /_sandbox/*): a real ledger answers in hundreds of ms a page.
+    latency_ms: float = 0.0
+    # Open bills per company 1 and 2 in the `large` seed (benchmarks of large ledgers).
+    bulk_bills: int = LARGE_BULK_BILLS
 
     def __post_init__(self) -> None:
         if not self.api_key:
@@ -62,6 +66,10 @@ class SandboxConfig:
             raise ValueError("idempotency_seconds must be positive")
         if self.page_size < 1:
             raise ValueError("page_size must be at least 1")
+        if not 0 <= self.latency_ms <= 60_000:
+            raise ValueError("latency_ms must be between 0 and 60000")
+        if not 0 <= self.bulk_bills <= 100_000:
+            raise ValueError("bulk_bills must be between 0 and 100000")
         if self.seed not in SEEDS:
             raise ValueError(f"seed must be one of {', '.join(SEEDS)}, not {self.seed!r}")
 
@@ -79,6 +87,10 @@ class SandboxConfig:
                 values["page_size"] = int(env["BILLPAY_SANDBOX_PAGE_SIZE"])
             if "BILLPAY_SANDBOX_SEED" in env:
                 values["seed"] = env["BILLPAY_SANDBOX_SEED"]
+            if env.get("BILLPAY_SANDBOX_LATENCY_MS", "").strip():
+                values["latency_ms"] = float(env["BILLPAY_SANDBOX_LATENCY_MS"])
+            if env.get("BILLPAY_SANDBOX_BULK_BILLS", "").strip():
+                values["bulk_bills"] = int(env["BILLPAY_SANDBOX_BULK_BILLS"])
             if "BILLPAY_SANDBOX_VERBOSE" in env:
                 values["verbose"] = env["BILLPAY_SANDBOX_VERBOSE"].lower() in ("1", "true", "yes")
         except ValueError as exc:
@@ -120,9 +132,10 @@ class SandboxServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], config: SandboxConfig) -> None:
         self.config = config
-        self.ledger = Ledger(config.seed, config.page_size)
+        self.ledger = Ledger(config.seed, config.page_size, config.bulk_bills)
         self.idempotency = IdempotencyCache(config.idempotency_seconds)
         self.faults = FaultBook()
+        self.requests = RequestCounter()
         self.stopping = threading.Event()
         # Bumped by every reset: a request held across a reset must not commit into the fresh state.
         self.generation = 0
@@ -134,6 +147,7 @@ class SandboxServer(ThreadingHTTPServer):
     def reset(self) -> None:
         self.generation += 1
         self.faults.clear()
+        self.requests.clear()
         self.idempotency.clear()
         self.ledger.reset()
 
@@ -286,6 +300,12 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
         generation = self.server.generation
         is_write = method == "POST"
+        self.server.requests.count(method, raw_path)
+        latency = self.server.faults.take(method, raw_path, faults_module.LATENCY_KINDS)
+        delay = latency.hold_seconds if latency is not None else self.server.config.latency_ms / 1000
+        # A write held across a reset is dropped by `_write` (the generation check), like any held write.
+        if delay > 0 and self.server.stopping.wait(delay):
+            return DROP
         fault = self.server.faults.take(
             method, raw_path, faults_module.FRONT_KINDS if is_write else faults_module.KINDS
         )
@@ -340,6 +360,10 @@ class SandboxHandler(BaseHTTPRequestHandler):
                     )
                 elif tail == ("payables", "bills"):
                     reads[tail] = lambda: ledger.list_bills(
+                        company_id, connection_id, params.get("query"), params.get("continuationToken")
+                    )
+                elif tail == ("payables", "suppliers"):
+                    reads[tail] = lambda: ledger.list_suppliers(
                         company_id, connection_id, params.get("query"), params.get("continuationToken")
                     )
                 elif tail == ("payables", "bankAccounts"):
@@ -475,9 +499,42 @@ class SandboxHandler(BaseHTTPRequestHandler):
             if method == "GET":
                 return json_response(200, server.ledger.payments())
             raise CodatError(405)
+        if segments == ["requests"]:
+            if method == "GET":
+                return json_response(200, server.requests.snapshot())
+            if method == "DELETE":
+                return json_response(200, {"cleared": server.requests.clear()})
+            raise CodatError(405)
         if segments == ["reset"]:
             raise CodatError(405)
         raise CodatError(404, f"No sandbox control endpoint at /_sandbox/{'/'.join(segments)}.")
+
+
+class RequestCounter:
+    """Codat requests served since the last reset, by method and path: what a benchmark pays upstream."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def count(self, method: str, path: str) -> None:
+        with self._lock:
+            key = f"{method} {path}"
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._counts.values())
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"total": sum(self._counts.values()), "byRequest": dict(self._counts)}
+
+    def clear(self) -> int:
+        with self._lock:
+            total = sum(self._counts.values())
+            self._counts.clear()
+            return total
 
 
 @dataclasses.dataclass
@@ -524,6 +581,8 @@ def start_sandbox(
     page_size: int | None = None,
     seed: str | None = None,
     verbose: bool | None = None,
+    latency_ms: float | None = None,
+    bulk_bills: int | None = None,
 ) -> SandboxHandle:
     """Start a sandbox serving from a background thread (port 0: a free port, see `.port`).
 
@@ -535,6 +594,8 @@ def start_sandbox(
         page_size=page_size,
         seed=seed,
         verbose=verbose,
+        latency_ms=latency_ms,
+        bulk_bills=bulk_bills,
     )
     server = SandboxServer((host, port), config)
     thread = threading.Thread(

@@ -14,6 +14,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from local.sandbox import query, seed
@@ -35,6 +36,7 @@ _CONNECTION_PROPERTIES: Mapping[str, query.Kind] = {
 # Codat documents filtering bills by `status` and `sourceModifiedDate` only, mapping options by `status`.
 _BILL_PROPERTIES: Mapping[str, query.Kind] = {"status": "string", "sourceModifiedDate": "datetime"}
 _ACCOUNT_PROPERTIES: Mapping[str, query.Kind] = {"status": "string"}
+_SUPPLIER_PROPERTIES: Mapping[str, query.Kind] = {"status": "string", "sourceModifiedDate": "datetime"}
 _DEFAULT_BILLS_QUERY = "status=Open||status=PartiallyPaid"
 _DEFAULT_ACCOUNTS_QUERY = "status=Active"
 
@@ -83,10 +85,13 @@ def _page_number(raw: str | None, name: str, default: int) -> int:
 class Ledger:
     """The in-memory accounting system; every public method is atomic."""
 
-    def __init__(self, seed_name: str = "demo", page_size: int = 5) -> None:
+    def __init__(
+        self, seed_name: str = "demo", page_size: int = 5, bulk_bills: int = seed.LARGE_BULK_BILLS
+    ) -> None:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         self.seed_name = seed_name
+        self.bulk_bills = bulk_bills
         self.page_size = page_size
         self._lock = threading.Lock()
         self._companies: dict[str, Company] = {}
@@ -95,7 +100,7 @@ class Ledger:
         self.reset()
 
     def reset(self) -> None:
-        companies = seed.build(self.seed_name)
+        companies = seed.build(self.seed_name, self.bulk_bills)
         bills = {
             (connection.id, bill.id): bill
             for company in companies
@@ -182,6 +187,26 @@ class Ledger:
             page, pagination = self._slice(matching, offset)
             return {"results": [bill.to_codat() for bill in page], "pagination": pagination}
 
+    def list_suppliers(
+        self, company_id: str, connection_id: str, text: str | None, token: str | None
+    ) -> JsonObject:
+        # Codat's default here is every supplier, Active and Archived alike.
+        predicate = _predicate(text, "", _SUPPLIER_PROPERTIES) if text else None
+        offset = _decode_token(token)
+        with self._lock:
+            _, connection = self._connection(company_id, connection_id)
+            matching = [
+                s
+                for s in connection.suppliers
+                if predicate is None
+                or predicate({"status": s.status, "sourceModifiedDate": s.source_modified_date})
+            ]
+            page, pagination = self._slice(matching, offset)
+            return {
+                "results": [s.to_codat(_balance(connection, s.id, s.default_currency)) for s in page],
+                "pagination": pagination,
+            }
+
     def _slice(self, records: list[Any], offset: int) -> tuple[list[Any], JsonObject]:
         end = offset + self.page_size
         pagination: JsonObject = {}
@@ -256,6 +281,23 @@ class Ledger:
             )
             self._payments.append(payment)
             return payment.to_codat()
+
+
+def _balance(connection: Connection, supplier_id: str, currency: str | None) -> Decimal | None:
+    """What the ledger owes the supplier in its default currency (unknown without one)."""
+    if currency is None:
+        return None
+    return sum(
+        (
+            bill.amount_due
+            for bill in connection.bills
+            if bill.supplier_id == supplier_id
+            and bill.currency == currency
+            and bill.status in PAYABLE_STATUSES
+            and bill.amount_due is not None
+        ),
+        Decimal(0),
+    )
 
 
 def _find(items: list[Any], match: Callable[[Any], bool]) -> Any:

@@ -54,6 +54,7 @@ ALLOWED_ACTIONS: dict[str, set[str]] = {
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
         "dynamodb:GetItem",
+        "dynamodb:Query",  # the bill index: a connection's bills at a re-sync's end (BillIndexTable only)
     },
     # Re-reads and settles leased operations; consumes the retry queue.
     "RetryWorkerFunction": {
@@ -420,10 +421,11 @@ def test_each_statement_is_scoped_to_our_own_resources(name: str) -> None:
         for resource in resources:
             text = repr(resource)
             assert any(
-                target in text for target in ("OperationsTable", "RetryQueue", "CodatApiKeySecretArn")
+                target in text
+                for target in ("OperationsTable", "BillIndexTable", "RetryQueue", "CodatApiKeySecretArn")
             ), f"{name}: {sorted(actions)} on {resource}"
             if any(a.startswith("dynamodb:") for a in actions):
-                assert "OperationsTable" in text
+                assert "OperationsTable" in text or "BillIndexTable" in text
             if any(a.startswith("sqs:") for a in actions):
                 assert "RetryQueue" in text and "DeadLetter" not in text
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import boto3
 import pytest
-from billpay.adapters.operations_dynamodb import _CLIENT_CONFIG
+from billpay.adapters.aws_sdk import client_config
+from billpay.config import load_settings
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 
@@ -25,7 +26,9 @@ from tests.integration.conftest import Stack
 pytestmark = pytest.mark.integration
 
 # botocore's `max_attempts` counts the retries, not the first request: 4 means 5 requests in all.
-ATTEMPTS = 1 + int(getattr(_CLIENT_CONFIG, "retries")["max_attempts"])  # noqa: B009 - untyped in stubs
+# The functions' own client config (their defaults), so the faults meet the retries they will meet.
+_CLIENT_CONFIG = client_config(load_settings({"CODAT_API_KEY": "unused"}))
+ATTEMPTS = int(getattr(_CLIENT_CONFIG, "retries")["total_max_attempts"])  # noqa: B009 - untyped in stubs
 READ_TIMEOUT = float(getattr(_CLIENT_CONFIG, "read_timeout"))  # noqa: B009
 
 

@@ -1,5 +1,8 @@
-"""The payment guards against the real Codat sandbox: every refusal reachable with seeded data, the cache
-and its fresh re-check, read failures and the time budget."""
+"""The payment guards against the real Codat sandbox: every refusal reachable with seeded data, the caches
+and the bill index with their fresh re-check, read failures and the time budget.
+
+The bill index here is the in-memory store (same rules as DynamoDB's; that one has its own tests in
+test_bill_index_dynamodb.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from billpay.adapters.bill_index_memory import InMemoryBillIndex
 from billpay.adapters.codat import CodatClient
 from billpay.models.codat import BankAccount
 from billpay.models.requests import BankAccountCreate, BillPaymentCreate
@@ -77,6 +81,17 @@ def codat(sandbox: Sandbox) -> Iterator[CodatClient]:
 @pytest.fixture
 def cache() -> LookupCache:
     return LookupCache(ttl_seconds=60.0)
+
+
+@pytest.fixture
+def index() -> InMemoryBillIndex:
+    return InMemoryBillIndex()
+
+
+@pytest.fixture(autouse=True)
+def _shared_index(index: InMemoryBillIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every check in a test shares the test's own index, as every container shares the table.
+    monkeypatch.setattr("billpay.service.payment_guards.default_bill_index", lambda: index)
 
 
 def pay(amount: str, account: str = ACCOUNT_GBP_CURRENT, **extra: Any) -> BillPaymentCreate:
@@ -197,19 +212,25 @@ def test_each_guard_is_reachable_with_seeded_data(
 # ------------------------------------------------------------------------------- cache and re-check
 
 
-def test_a_warm_container_checks_without_codat_requests(codat: CodatClient, cache: LookupCache) -> None:
+def complete_index(codat: CodatClient, cache: LookupCache, company: tuple[str, str] = GBP) -> None:
+    """Sync the connection's open bills to the end: a lookup of a bill that is not there pages them all."""
+    assert refusal(codat, cache, company, UNKNOWN_BILL_ID, pay("1.00")).type == "bill-not-payable"
+
+
+def test_a_warm_container_checks_with_one_codat_request(codat: CodatClient, cache: LookupCache) -> None:
     first = check(codat, cache, GBP, BILL_GBP_PARTIAL, pay("10.00"))
+    assert first.upstream_reads >= 3  # company, accounts, and the open bills' pages up to this one
+    complete_index(codat, cache)
     again = check(codat, cache, GBP, BILL_GBP_PARTIAL, pay("20.00"))
     other_bill = check(codat, cache, GBP, BILLS_GBP_OPEN[0], pay("1.00"))
-    assert first.upstream_reads >= 3
-    assert again.upstream_reads == 0
-    # bills seen while paging to the first are cached too; a bill further on pages once more
-    assert other_bill.upstream_reads <= 2
+    # company and accounts cached; the bill from the index after one incremental page
+    assert again.upstream_reads == other_bill.upstream_reads == 1
 
 
 def test_a_refusal_on_cached_data_is_rechecked_fresh_and_can_pass(
     codat: CodatClient, cache: LookupCache, sandbox: Sandbox
 ) -> None:
+    complete_index(codat, cache)
     # Cache a complete scan of the accounts (an unknown id pages to the end), then create an account.
     problem = refusal(codat, cache, GBP, BILL_GBP_PARTIAL, pay("1.00", UNKNOWN_ACCOUNT_ID))
     assert problem.type == "account-not-found"
@@ -218,43 +239,29 @@ def test_a_refusal_on_cached_data_is_rechecked_fresh_and_can_pass(
     context = check(codat, cache, GBP, BILL_GBP_PARTIAL, pay("1.00", created))
     assert context.account.id == created
     assert context.rechecked  # the cached listing said "unknown"; fresh data says otherwise
-    # ...and the fresh listing replaced the cached one
-    assert check(codat, cache, GBP, BILL_GBP_PARTIAL, pay("1.00", created)).upstream_reads == 0
+    # ...and the fresh listing replaced the cached one (the one request left: the bills' incremental page)
+    assert check(codat, cache, GBP, BILL_GBP_PARTIAL, pay("1.00", created)).upstream_reads == 1
 
 
-def test_a_refusal_confirmed_by_fresh_data_is_given(
+def test_a_payment_recorded_by_anyone_is_seen_by_the_next_lookup(
     codat: CodatClient, cache: LookupCache, sandbox: Sandbox
 ) -> None:
-    check(codat, cache, GBP, BILL_GBP_PARTIAL, pay("250.00"))  # cached: due 250.00
-    record_payment(sandbox, GBP, BILL_GBP_PARTIAL, "200.00")  # due now 50.00, behind the cache's back
+    check(codat, cache, GBP, BILL_GBP_PARTIAL, pay("250.00"))  # indexed: due 250.00
+    complete_index(codat, cache)
+    record_payment(sandbox, GBP, BILL_GBP_PARTIAL, "200.00")  # due now 50.00, by another container
 
-    # A stale pass is possible (Codat refuses an overpayment itself; see the module docstring)...
-    assert check(codat, cache, GBP, BILL_GBP_PARTIAL, pay("100.00")).upstream_reads == 0
-    # ...but a refusal is never given on cached data: 300 > 250 cached, re-checked against due 50.00.
+    # The incremental refresh reads the bill the payment modified: no stale pass, no extra request.
     with pytest.raises(Problem) as raised:
-        check(codat, cache, GBP, BILL_GBP_PARTIAL, pay("300.00"))
+        check(codat, cache, GBP, BILL_GBP_PARTIAL, pay("100.00"))
     assert raised.value.type == "amount-exceeds-due"
     assert "50" in raised.value.detail
-    # after the re-check the cache holds the fresh bill: 100 > 50 is now refused
-    assert refusal(codat, cache, GBP, BILL_GBP_PARTIAL, pay("100.00")).type == "amount-exceeds-due"
-
-
-def test_note_payment_recorded_keeps_the_cached_bill_in_step(
-    codat: CodatClient, cache: LookupCache, sandbox: Sandbox
-) -> None:
-    check(codat, cache, GBP, BILL_GBP_PARTIAL, pay("250.00"))
-    record_payment(sandbox, GBP, BILL_GBP_PARTIAL, "200.00")
-    cache.note_payment_recorded(connection_key(*GBP), BILL_GBP_PARTIAL, Decimal("200.00"))
-    # without a Codat request, the cache knows due is 50 now: 100 is refused (after a fresh confirmation)
-    assert refusal(codat, cache, GBP, BILL_GBP_PARTIAL, pay("100.00")).type == "amount-exceeds-due"
-    assert check(codat, cache, GBP, BILL_GBP_PARTIAL, pay("50.00")).upstream_reads == 0
-    # paid in full: gone from the cached open bills, and Codat agrees it is not payable
+    assert check(codat, cache, GBP, BILL_GBP_PARTIAL, pay("50.00")).upstream_reads == 1
+    # paid in full: the refresh sees it Paid, and Codat agrees it is not payable
     record_payment(sandbox, GBP, BILL_GBP_PARTIAL, "50.00")
-    cache.note_payment_recorded(connection_key(*GBP), BILL_GBP_PARTIAL, Decimal("50.00"))
     assert refusal(codat, cache, GBP, BILL_GBP_PARTIAL, pay("1.00")).type == "bill-not-payable"
 
 
-def test_no_cache_means_every_check_reads_fresh(codat: CodatClient) -> None:
+def test_no_cache_means_every_check_reads_fresh(codat: CodatClient) -> None:  # bills: see the index
     uncached = LookupCache(ttl_seconds=0)
     check(codat, uncached, GBP, BILL_GBP_PARTIAL, pay("1.00"))
     assert check(codat, uncached, GBP, BILL_GBP_PARTIAL, pay("1.00")).upstream_reads >= 3
@@ -264,8 +271,9 @@ def test_cache_entries_expire(codat: CodatClient, sandbox: Sandbox) -> None:
     now = [0.0]
     cache = LookupCache(ttl_seconds=30, clock=lambda: now[0])
     check(codat, cache, GBP, BILL_GBP_PARTIAL, pay("1.00"))
+    complete_index(codat, cache)
     now[0] = 29.0
-    assert check(codat, cache, GBP, BILL_GBP_PARTIAL, pay("1.00")).upstream_reads == 0
+    assert check(codat, cache, GBP, BILL_GBP_PARTIAL, pay("1.00")).upstream_reads == 1
     now[0] = 31.0
     assert check(codat, cache, GBP, BILL_GBP_PARTIAL, pay("1.00")).upstream_reads >= 3
 
@@ -379,6 +387,7 @@ def test_bank_account_guard_knows_the_company(codat: CodatClient, cache: LookupC
 def test_a_created_account_noted_in_the_cache_can_be_paid_from_at_once(
     codat: CodatClient, cache: LookupCache, sandbox: Sandbox
 ) -> None:
+    complete_index(codat, cache)
     refusal(codat, cache, GBP, BILL_GBP_PARTIAL, pay("1.00", UNKNOWN_ACCOUNT_ID))  # complete scan cached
     created = create_account(sandbox, GBP, "GBP")
     cache.note_bank_account_created(
@@ -386,7 +395,7 @@ def test_a_created_account_noted_in_the_cache_can_be_paid_from_at_once(
         BankAccount.model_validate({"id": created, "currency": "GBP", "status": "Active"}),
     )
     context = check(codat, cache, GBP, BILL_GBP_PARTIAL, pay("1.00", created))
-    assert (context.upstream_reads, context.rechecked) == (0, False)
+    assert (context.upstream_reads, context.rechecked) == (1, False)
 
 
 # ------------------------------------------------------------------------------------------- helpers

@@ -1,0 +1,71 @@
+"""The bill index in memory: the unit tier's store, and a container's own when no table is configured.
+
+Same rules as the DynamoDB store (`billpay.domain.bill_index`), applied under one lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from decimal import Decimal
+
+from billpay.domain.bill_index import ConnectionKey, IndexedBill, SyncState, merge
+
+
+class InMemoryBillIndex:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._states: dict[ConnectionKey, SyncState] = {}
+        self._bills: dict[ConnectionKey, dict[str, IndexedBill]] = {}
+        self.writes = 0  # conditional writes attempted: what a DynamoDB store would be billed for
+
+    def state(self, key: ConnectionKey) -> SyncState | None:
+        with self._lock:
+            return self._states.get(key)
+
+    def write_state(self, key: ConnectionKey, before: SyncState | None, after: SyncState) -> bool:
+        with self._lock:
+            self.writes += 1
+            current = self._states.get(key)
+            if (current is None) != (before is None) or (
+                current is not None and before is not None and current.version != before.version
+            ):
+                return False
+            self._states[key] = after
+            return True
+
+    def bill(self, key: ConnectionKey, bill_id: str) -> IndexedBill | None:
+        with self._lock:
+            return self._bills.get(key, {}).get(bill_id)
+
+    def bills(self, key: ConnectionKey) -> list[IndexedBill]:
+        with self._lock:
+            return list(self._bills.get(key, {}).values())
+
+    def put_bills(self, key: ConnectionKey, bills: Sequence[IndexedBill]) -> None:
+        with self._lock:
+            stored = self._bills.setdefault(key, {})
+            for bill in bills:
+                self.writes += 1
+                merged = merge(stored.get(bill.bill_id), bill)
+                if merged is not None:
+                    stored[bill.bill_id] = merged
+
+    def drop(self, key: ConnectionKey, bill_ids: Sequence[str], sync_started_at: float) -> int:
+        dropped = 0
+        with self._lock:
+            stored = self._bills.get(key, {})
+            for bill_id in bill_ids:
+                self.writes += 1
+                bill = stored.get(bill_id)
+                if bill is not None and bill.seen_at < sync_started_at and bill.reserved == 0:
+                    del stored[bill_id]
+                    dropped += 1
+        return dropped
+
+    def hold(self, key: ConnectionKey, bill_id: str, amount: str) -> None:
+        """Test hook until reservations exist: make a bill's reservations total `amount`."""
+        with self._lock:
+            stored = self._bills[key]
+            stored[bill_id] = replace(stored[bill_id], reserved=Decimal(amount))
