@@ -173,7 +173,8 @@ def check_bank_account(
     """The guard before a bank account is created: the company and connection must exist (else 404).
 
     One cached `get-company-information`; its read failures are the read problems (docs/contract.md,
-    Status codes). The request's shape was validated already; Codat judges the rest (a refusal there is an operation `failed`).
+    Status codes). The request's shape was validated already; Codat judges the rest (a refusal there is
+    an operation `failed`).
     """
     del request  # nothing in the body needs looking up; kept for a stable interface
     cache = lookup_cache() if cache is None else cache
