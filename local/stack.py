@@ -135,7 +135,7 @@ def run(env: dict[str, str], *, on_ready: Callable[[dict[str, Any]], None] | Non
 
             emulator = start_emulator(settings.host, settings.emulator_port)
             cleanup.callback(emulator.close)
-            resources = create_resources(emulator.url, template)
+            resources = create_resources(emulator.url, template, caller_arns=[settings.caller_arn])
 
             codat_url = settings.external_codat_url
             if codat_url is None:

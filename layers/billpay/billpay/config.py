@@ -52,9 +52,12 @@ ENV_VARS: dict[str, str] = {
     "sync_budget_seconds": "BILLPAY_SYNC_BUDGET_SECONDS",
     "lookup_cache_seconds": "BILLPAY_LOOKUP_CACHE_SECONDS",
     "problem_type_base": "BILLPAY_PROBLEM_TYPE_BASE",
+    "callers_parameter_name": "BILLPAY_CALLERS_PARAMETER",
+    "callers_max_age_seconds": "BILLPAY_CALLERS_MAX_AGE_SECONDS",
+    "codat_key_max_age_seconds": "BILLPAY_CODAT_KEY_MAX_AGE_SECONDS",
 }
 
-Requirable = Literal["operations_table_name", "retry_queue_url"]
+Requirable = Literal["operations_table_name", "retry_queue_url", "callers_parameter_name"]
 
 
 class ConfigError(RuntimeError):
@@ -84,6 +87,11 @@ class Settings(BaseModel):
     sync_budget_seconds: PositiveSeconds = 15.0
     lookup_cache_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 60.0
     problem_type_base: str = "https://billpay.example.com"
+    # The client registry (docs/contract.md, "Callers and permissions"): an SSM parameter, re-read after
+    # max_age; and how long a fetched Codat key is used before it is read again (a rotation's lag).
+    callers_parameter_name: str | None = None
+    callers_max_age_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 60.0
+    codat_key_max_age_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 300.0
 
     @field_validator("codat_base_url", "problem_type_base")
     @classmethod
@@ -98,7 +106,12 @@ class Settings(BaseModel):
         return value
 
     @field_validator(
-        "codat_api_key", "codat_api_key_secret_arn", "operations_table_name", "retry_queue_url", mode="before"
+        "codat_api_key",
+        "codat_api_key_secret_arn",
+        "operations_table_name",
+        "retry_queue_url",
+        "callers_parameter_name",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:

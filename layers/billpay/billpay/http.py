@@ -44,6 +44,8 @@ API_VERSION = "1.0.0"
 # Titles for statuses a route may declare; the detail of each answer says what happened.
 PROBLEM_DESCRIPTIONS: dict[int, str] = {
     400: "Invalid request (`validation-error`, `idempotency-key-missing`)",
+    403: "The caller is not a registered client (`caller-unknown`) or its client lacks the permission "
+    "(`forbidden`)",
     404: "Unknown company, connection or resource (`not-found`)",
     409: "The same Idempotency-Key is being processed (`request-in-progress`); see Retry-After",
     422: "Refused by a rule or by Codat (`idempotency-key-reused`, guards, `upstream-rejected`)",
@@ -54,8 +56,8 @@ PROBLEM_DESCRIPTIONS: dict[int, str] = {
     504: "Codat did not answer in time (`upstream-unavailable`)",
 }
 
-READ_PROBLEMS: tuple[int, ...] = (400, 404, 500, 502, 503, 504)
-WRITE_PROBLEMS: tuple[int, ...] = (400, 404, 409, 422, 500, 502, 503, 504)
+READ_PROBLEMS: tuple[int, ...] = (400, 403, 404, 500, 502, 503, 504)
+WRITE_PROBLEMS: tuple[int, ...] = (400, 403, 404, 409, 422, 500, 502, 503, 504)
 
 _POWERTOOLS_422_SCHEMA = "#/components/schemas/HTTPValidationError"
 

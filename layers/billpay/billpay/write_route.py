@@ -16,8 +16,10 @@ from aws_lambda_powertools.event_handler.openapi.params import Header
 
 from billpay.adapters.codat import CodatClient
 from billpay.adapters.operations_dynamodb import operation_store
+from billpay.authz import authorize_request
 from billpay.config import get_settings
-from billpay.domain.operations import Kind, Operation, UpstreamRequest
+from billpay.domain.clients import Permission
+from billpay.domain.operations import KIND_BANK_ACCOUNT, KIND_BILL_PAYMENT, Kind, Operation, UpstreamRequest
 from billpay.http import operation_location
 from billpay.models.operations import OperationEnvelope
 from billpay.service.retry import PolicyPlanner
@@ -38,21 +40,31 @@ IdempotencyKeyHeader = Annotated[
 ]
 
 
+PERMISSION_OF_KIND: dict[Kind, Permission] = {
+    KIND_BANK_ACCOUNT: "accounts:create",
+    KIND_BILL_PAYMENT: "payments:create",
+}
+
+
 def write_request(
     app: APIGatewayRestResolver,
     *,
     kind: Kind,
     route: str,
+    company: str,
     path_params: Sequence[str],
     canonical_body: dict[str, Any],
     upstream: UpstreamRequest,
 ) -> WriteRequest:
-    """The write as the current request asks for it (raises the 400 for a missing or bad key)."""
+    """The write as the current request asks for it, once the caller's client may make it for `company`
+    (raises 403/404 otherwise, then the 400 for a missing or bad key): nothing is claimed before."""
+    caller = authorize_request(app, PERMISSION_OF_KIND[kind], company)
     event = app.current_event
     return WriteRequest(
         kind=kind,
         route=route,
         caller_arn=event.request_context.identity.user_arn,
+        client_id=caller.client_id,
         path_params=path_params,
         client_key=idempotency_key(event.headers),
         canonical_body=canonical_body,

@@ -44,7 +44,7 @@ _KNOWN: Final = frozenset(
         "operationId", "kind", "status", "phase", "requestHash", "upstreamKey", "upstreamRequest",
         "createdAt", "updatedAt", "attempts", "clearAttempts", "firstAttemptAt", "correlationIds",
         "leaseToken", "leaseHolder", "leaseUntil", "nextAttemptAt", "result", "error", "expiresAt",
-        "dueBucket", "dueAt",
+        "dueBucket", "dueAt", "clientId",
     }
 )  # fmt: skip
 
@@ -158,6 +158,7 @@ def to_item(op: Operation) -> Item:
         "expiresAt": {"N": str(op.expires_at)} if op.expires_at is not None else None,
         "dueBucket": {"S": op.due_bucket} if op.due_bucket is not None else None,
         "dueAt": _n(op.due_at) if op.due_at is not None else None,
+        "clientId": {"S": op.client_id} if op.client_id is not None else None,
     }
     item.update({name: av for name, av in optional.items() if av is not None})
     for name, av in op.extra.items():
@@ -201,6 +202,7 @@ def from_item(item: Mapping[str, Mapping[str, Any]]) -> Operation:
         expires_at=int(expires) if expires is not None else None,
         due_bucket=s("dueBucket"),
         due_at=num("dueAt"),
+        client_id=s("clientId"),
         extra={name: dict(av) for name, av in item.items() if name not in _KNOWN},
     )
 
@@ -371,6 +373,30 @@ class OperationStore:
             # retried it.
             return False
         return True
+
+    def stamp_client(self, operation_id: str, client_id: str) -> Operation | None:
+        """Give a v1 record (scoped to an IAM role) its owner: `clientId`, written once, never changed.
+
+        Touches nothing else (no token, no state), so it cannot disturb a holder's writes. Returns the item
+        as it now is — owned by `client_id`, or by another client if one stamped it first — or None when
+        it is gone.
+        """
+        try:
+            answer = self.client.update_item(
+                TableName=self.table_name,
+                Key={"operationId": {"S": operation_id}},
+                UpdateExpression="SET #clientId = :client",
+                ConditionExpression="attribute_exists(operationId) AND attribute_not_exists(#clientId)",
+                ExpressionAttributeNames={"#clientId": "clientId"},
+                ExpressionAttributeValues={":client": {"S": client_id}},
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+            return _condition_failed_item(exc)
+        return from_item(answer["Attributes"])
 
     # conveniences over `transition` for lease-takers ------------------------------------------------------
 

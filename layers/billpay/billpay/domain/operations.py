@@ -42,6 +42,8 @@ ROUTE_CREATE_BANK_ACCOUNT: Final = "create-bank-account"
 ROUTE_CREATE_BILL_PAYMENT: Final = "create-bill-payment"
 
 SCOPE_VERSION: Final = "v1"
+# Keys scoped to the client (every role of one app shares them), not to the IAM role that signed.
+SCOPE_VERSION_V2: Final = "v2"
 # Fixed forever: changing either would map every existing key to a new operation (a double payment).
 OPERATION_ID_NAMESPACE: Final = uuid.UUID("f92d787c-3f11-4611-a4ff-f3f2e03c80c9")
 UPSTREAM_KEY_NAMESPACE: Final = uuid.UUID("1e0c791c-5103-4230-acc1-7a4ad6f95e46")
@@ -99,6 +101,12 @@ def key_scope(caller: str, route: str, path_params: Sequence[str]) -> str:
     """
     parts = [SCOPE_VERSION, caller, route, *(quote(p, safe="") for p in path_params)]
     return "|".join(parts)
+
+
+def key_scope_v2(client_id: str, route: str, path_params: Sequence[str]) -> str:
+    """`v2|<clientId>|<route>|<path parameters>`: as `key_scope`, with the registry's client id (a safe
+    name without `|`) in place of the role, so a renamed or rotated role keeps its client's operations."""
+    return "|".join([SCOPE_VERSION_V2, client_id, route, *(quote(p, safe="") for p in path_params)])
 
 
 def validate_idempotency_key(key: str) -> str | None:
@@ -288,6 +296,8 @@ class Operation:
     expires_at: int | None = None
     due_bucket: str | None = None
     due_at: float | None = None
+    # The client that owns it (v2 scope); None on a v1 record not yet claimed by a client's replay.
+    client_id: str | None = None
     # Anything else on the item (e.g. an operator's resolution note), carried through untouched.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -321,6 +331,7 @@ def new_claim(
     now: float,
     lease_until: float,
     lease_token: str,
+    client_id: str | None = None,
 ) -> Operation:
     """Step 1's item: `guarding`, `pending`, a sync lease, and a TTL (nothing ever sends a guarding claim)."""
     stamp = iso_timestamp(now)
@@ -338,6 +349,7 @@ def new_claim(
         lease_holder="sync",
         lease_until=lease_until,
         expires_at=math.ceil(now) + GUARDING_TTL_SECONDS,
+        client_id=client_id,
     )
 
 
