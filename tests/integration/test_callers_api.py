@@ -154,6 +154,10 @@ def test_a_role_renamed_within_a_client_keeps_the_operation(live: Stack) -> None
     again = pay(live, ACME_V2, key)  # the app's new role retries the same key
     assert again.status_code == 201, again.text
     assert again.json()["operationId"] == first.json()["operationId"]
+    # The answers' headers: where to follow it, that the second is a replay, and each request's id.
+    assert first.headers["Location"].endswith(f"/operations/{first.json()['operationId']}")
+    assert "Idempotent-Replayed" not in first.headers and again.headers["Idempotent-Replayed"] == "true"
+    assert first.headers["X-Request-Id"] != again.headers["X-Request-Id"]
     assert len(live.payments()) == 1  # one record upstream
     item = live.operation_item(first.json()["operationId"])
     assert item is not None and item["clientId"] == "acme"

@@ -52,7 +52,8 @@ PROBLEM_DESCRIPTIONS: dict[int, str] = {
     500: "Unexpected error (`internal-error`)",
     502: "Codat refused us, failed, or the outcome is unknown (`upstream-rejected`, `upstream-unavailable`, "
     "`upstream-outcome-unknown`)",
-    503: "Codat rate-limited us or the time budget ran out (`upstream-rate-limited`, `upstream-unavailable`)",
+    503: "Codat rate-limited us, the time budget ran out, or a dependency of ours is unavailable "
+    "(`upstream-rate-limited`, `upstream-unavailable`, `service-unavailable`); see Retry-After",
     504: "Codat did not answer in time (`upstream-unavailable`)",
 }
 
@@ -133,8 +134,23 @@ def validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
     return out
 
 
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
 class BillPayResolver(APIGatewayRestResolver):
-    """Powertools' REST resolver whose OpenAPI document shows our problem answers, not its 422."""
+    """Powertools' REST resolver whose OpenAPI document shows our problem answers, not its 422, and whose
+    every answer — success, problem, unknown route — carries the request id (API Gateway's, as in its
+    access log), so a client can quote it."""
+
+    def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        answer: dict[str, Any] = super().resolve(event, context)
+        request_id = str(((event or {}).get("requestContext") or {}).get("requestId") or "")
+        if request_id:
+            if isinstance(answer.get("multiValueHeaders"), dict):
+                answer["multiValueHeaders"][REQUEST_ID_HEADER] = [request_id]
+            else:
+                answer.setdefault("headers", {})[REQUEST_ID_HEADER] = request_id
+        return answer
 
     def get_openapi_schema(self, **kwargs: Any) -> Any:
         schema = super().get_openapi_schema(**kwargs)

@@ -8,6 +8,8 @@ The write handlers stay AWS glue: they validate their own path and body, then ca
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
@@ -19,9 +21,17 @@ from billpay.adapters.operations_dynamodb import operation_store
 from billpay.authz import authorize_request
 from billpay.config import get_settings
 from billpay.domain.clients import Permission
-from billpay.domain.operations import KIND_BANK_ACCOUNT, KIND_BILL_PAYMENT, Kind, Operation, UpstreamRequest
+from billpay.domain.operations import (
+    KIND_BANK_ACCOUNT,
+    KIND_BILL_PAYMENT,
+    Kind,
+    Operation,
+    UpstreamRequest,
+    iso_timestamp,
+)
 from billpay.http import operation_location
 from billpay.models.operations import OperationEnvelope
+from billpay.problems import Problem
 from billpay.service.retry import PolicyPlanner
 from billpay.service.write_operation import Budget, WriteRequest, answer, execute_write, idempotency_key
 
@@ -82,6 +92,7 @@ def run_write(
 ) -> Response[OperationEnvelope]:
     """Claim, guard, send and settle (`execute_write`), then answer per DESIGN §2's table."""
     settings = get_settings()
+    started = iso_timestamp(time.time())
     op = execute_write(
         request,
         store=operation_store(settings.table_name),
@@ -96,9 +107,24 @@ def run_write(
         # A transient outcome settles `pending` with nextAttemptAt; the sweeper schedules the retries.
         retry_planner=PolicyPlanner.from_settings(),
     )
-    status, headers, body = answer(
-        op,
-        location=operation_location(app.current_event.raw_event, op.operation_id),
-        type_base=settings.problem_type_base,
-    )
+    location = operation_location(app.current_event.raw_event, op.operation_id)
+    # An operation created before this request began was not made by it: the answer is a replay.
+    replayed = op.created_at < started
+    try:
+        status, headers, body = answer(op, location=location, type_base=settings.problem_type_base)
+    except Problem as ended:
+        if replayed:
+            ended.headers["Idempotent-Replayed"] = "true"
+        raise
+    headers = {**headers, "Location": location}
+    if status == 202:
+        headers["Retry-After"] = str(retry_after_seconds(op, time.time()))
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
     return Response(status, "application/json", OperationEnvelope.model_validate(body), headers)
+
+
+def retry_after_seconds(op: Operation, now: float) -> int:
+    """Whole seconds until a pending operation is next due (its next attempt, else its lease's end)."""
+    due = op.next_attempt_at if op.next_attempt_at is not None else op.lease_until
+    return max(1, math.ceil(due - now)) if due is not None else 1
