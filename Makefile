@@ -16,7 +16,7 @@ SAM       := $(SAM_VENV)/bin/sam
 SAM_ENV   := env SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH"
 ENV       ?= default
 
-.PHONY: help venv run test lint typecheck unit integration bench drill openapi build validate deploy resolve clean sam-venv
+.PHONY: help venv run test lint typecheck unit integration bench drill openapi build validate deploy resolve callers clean sam-venv
 
 help:
 	@echo "make run    — start the whole system locally (API :3000, Codat sandbox :4100, AWS emulator :4566)"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench  — benchmarks; writes bench/results.json and bench/RESULTS.md"
 	@echo "make drill [N=200] [AWS_FAULTS=0.1] — exactly-once drill under random Codat (and AWS) faults; writes bench/drill.json"
 	@echo "make openapi — regenerate docs/openapi.json from the handlers"
+	@echo "make callers [PARAM=...] [CMD=...] — print or edit the client registry (who may call, what for)"
 	@echo "make build | validate | deploy — SAM build (python3.13/arm64, no Docker), lint the template, deploy"
 
 $(STAMP): requirements-dev.txt layers/billpay/requirements.txt
@@ -79,6 +80,13 @@ resolve: $(STAMP)
 		{ echo 'usage: make resolve OP=<operationId> STATUS=succeeded|failed NOTE="what was checked" [TABLE=<table>]' >&2; exit 2; }
 	PYTHONPATH=layers/billpay $(PY) -m ops.resolve --operation-id "$(OP)" --status "$(STATUS)" \
 		--note "$(NOTE)" --table "$(TABLE)"
+
+# The client registry (docs/threat-model.md): print it, or edit it with CMD="add|retire|grant|companies|put
+# ...". Local stack by default; a deployed stack's parameter with PARAM=/<stack>/callers (its
+# CallersParameterName output) and the usual AWS credentials/region in the environment.
+# make callers [PARAM=/<stack>/callers] [CMD="add --client app --principal arn:aws:iam::<acct>:role/<name>"]
+callers: $(STAMP)
+	PYTHONPATH=layers/billpay $(PY) -m local.callers $(if $(PARAM),--parameter "$(PARAM)") $(CMD)
 
 $(SAM_STAMP): requirements-sam.txt
 	@test -x $(SAM_VENV)/bin/python || python3 -m venv $(SAM_VENV)

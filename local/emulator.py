@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -145,13 +146,17 @@ def create_resources(
     template: dict[str, Any],
     *,
     codat_api_key: str = LOCAL_CODAT_API_KEY,
+    caller_arns: Sequence[str] = (),
 ) -> LocalResources:
     """Create every DynamoDB table, SQS queue and secret of the template in the emulator.
 
     Returns the local physical names (`.refs`: table name, queue URL, secret ARN — what `!Ref` gives) and
     ARNs (`.arns`). A template parameter named `*SecretArn` without a default (the Codat key's) gets a
-    secret of its own holding `codat_api_key`, and `.refs[<parameter>]` is its ARN.
+    secret of its own holding `codat_api_key`, and `.refs[<parameter>]` is its ARN. The client registry
+    is seeded with `local-app` (local/callers.py), which `caller_arns` may call as too.
     """
+    from local.callers import seed_local_callers  # noqa: PLC0415 - local.callers imports this module
+
     found = LocalResources()
     ddb = client("dynamodb", endpoint_url)
     for logical_id, props in tables(template).items():
@@ -198,6 +203,7 @@ def create_resources(
                 "ARN"
             ]
             found.refs[parameter] = secret_arn
+    seed_local_callers(endpoint_url, caller_arns)
     return found
 
 

@@ -142,7 +142,7 @@ def run(env: dict[str, str], *, on_ready: Callable[[dict[str, Any]], None] | Non
             proxy = start_fault_proxy(settings.host, settings.emulator_port, emulator.host, emulator.port)
             cleanup.callback(proxy.close)
             # Through the proxy, so queue URLs name the public port (nothing is armed yet).
-            resources = create_resources(proxy.url, template)
+            resources = create_resources(proxy.url, template, caller_arns=[settings.caller_arn])
 
             codat_url = settings.external_codat_url
             if codat_url is None:

@@ -51,6 +51,7 @@ def create_bank_account(
     request = write_request(
         app,
         kind=KIND_BANK_ACCOUNT,
+        company=company,
         route=ROUTE_CREATE_BANK_ACCOUNT,
         path_params=(company, connection),
         canonical_body=account.canonical(),

@@ -73,6 +73,7 @@ def create_bill_payment(
     request = write_request(
         app,
         kind=KIND_BILL_PAYMENT,
+        company=company,
         route=ROUTE_CREATE_BILL_PAYMENT,
         path_params=(company, connection, bill),
         canonical_body=payment.canonical(),

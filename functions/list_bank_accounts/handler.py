@@ -1,7 +1,8 @@
 """ListBankAccountsFunction: GET /companies/{companyId}/connections/{connectionId}/payables/bankAccounts.
 
 AWS glue only: validates the path and query, calls `billpay.service.list_accounts`, answers its page.
-Needs neither DynamoDB nor SQS, so nothing here (or below) imports boto3 at load.
+Needs neither DynamoDB nor SQS, so nothing here (or below) imports boto3 at load; the caller registry's
+SSM read loads it on the first request (billpay.adapters.callers_ssm).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from billpay.authz import authorize_request
 from billpay.http import READ_PROBLEMS, build_resolver, route_responses
 from billpay.models.codat import UUID_PATTERN
 from billpay.observability import logger, with_metrics
@@ -35,6 +37,7 @@ def list_bank_accounts(
         str | None, Query(min_length=1, max_length=4096, description="From the previous page's pagination")
     ] = None,
 ) -> BankAccountsPage:
+    authorize_request(app, "accounts:read", companyId)
     return list_accounts(companyId, connectionId, status, continuationToken)
 
 

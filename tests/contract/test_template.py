@@ -37,17 +37,18 @@ CODAT_CALLERS = {
 # Least privilege, per function: every action it may hold (the secret is checked apart). A function not
 # listed here fails `test_every_function_has_a_declared_privilege_budget`: decide its budget consciously.
 ALLOWED_ACTIONS: dict[str, set[str]] = {
-    # Reads Codat only.
-    "ListBankAccountsFunction": set(),
+    # Reads Codat only (and, like every API function, the client registry's one SSM parameter).
+    "ListBankAccountsFunction": {"ssm:GetParameter"},
     # Reads one operation record.
-    "GetOperationFunction": {"dynamodb:GetItem"},
-    # Claim (Put), mark sent / settle (Update), release a refused claim (Delete); a replay is answered
-    # from the failed claim's ALL_OLD, which reads the item: GetItem is held for that, never called.
+    "GetOperationFunction": {"dynamodb:GetItem", "ssm:GetParameter"},
+    # Claim (Put), mark sent / settle (Update), release a refused claim (Delete); GetItem looks up a key's
+    # v1-scoped record before the claim (and the failed claim's ALL_OLD reads the item).
     "CreateBankAccountFunction": {
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
         "dynamodb:GetItem",
+        "ssm:GetParameter",
     },
     "CreateBillPaymentFunction": {
         "dynamodb:PutItem",
@@ -55,6 +56,7 @@ ALLOWED_ACTIONS: dict[str, set[str]] = {
         "dynamodb:DeleteItem",
         "dynamodb:GetItem",
         "dynamodb:Query",  # the bill index: a connection's bills at a re-sync's end (BillIndexTable only)
+        "ssm:GetParameter",
     },
     # Re-reads and settles leased operations; consumes the retry queue.
     "RetryWorkerFunction": {
@@ -422,7 +424,13 @@ def test_each_statement_is_scoped_to_our_own_resources(name: str) -> None:
             text = repr(resource)
             assert any(
                 target in text
-                for target in ("OperationsTable", "BillIndexTable", "RetryQueue", "CodatApiKeySecretArn")
+                for target in (
+                    "OperationsTable",
+                    "BillIndexTable",
+                    "RetryQueue",
+                    "CodatApiKeySecretArn",
+                    "CallersParameterName",
+                )
             ), f"{name}: {sorted(actions)} on {resource}"
             if any(a.startswith("dynamodb:") for a in actions):
                 assert "OperationsTable" in text or "BillIndexTable" in text

@@ -41,7 +41,7 @@ def test_openapi_lists_the_templates_routes(stack: Stack) -> None:
     assert answer.status_code == 200
     document = answer.json()
     assert "/companies/{companyId}/connections/{connectionId}/payables/bankAccounts" in document["paths"]
-    assert document["servers"] == [{"url": stack.api_url}]
+    assert document["servers"][0]["url"] == stack.api_url  # then a deployed stage's URL
 
 
 def _all_pages(stack: Stack, **params: str) -> list[dict[str, Any]]:

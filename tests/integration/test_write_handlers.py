@@ -159,9 +159,10 @@ def test_two_sessions_of_one_role_are_one_operation(env: Any) -> None:
     a = pay(body(), k, caller="arn:aws:sts::123456789012:assumed-role/billpay-app/session-a")
     b = pay(body(), k, caller="arn:aws:sts::123456789012:assumed-role/billpay-app/session-b")
     assert a[0] == b[0] == 201 and a[2]["operationId"] == b[2]["operationId"]
+    # A role the client registry does not know is refused before anything is claimed or sent.
     c = pay(body(), k, caller="arn:aws:sts::123456789012:assumed-role/other-role/session-a")
-    assert c[2]["operationId"] != a[2]["operationId"]
-    assert len(env.payments()) == 2
+    assert c[0] == 403 and c[2]["type"].endswith("/problems/caller-unknown")
+    assert len(env.payments()) == 1
 
 
 # -- the key header -----------------------------------------------------------------------------------------

@@ -20,8 +20,9 @@ from typing import Any
 
 import httpx
 import pytest
-from billpay.domain.operations import ROUTE_CREATE_BILL_PAYMENT, key_scope, normalise_caller, operation_id
+from billpay.domain.operations import ROUTE_CREATE_BILL_PAYMENT, key_scope_v2, operation_id
 
+from local.callers import LOCAL_CLIENT_ID, LOCAL_PARAMETER
 from local.emulator import FAKE_CREDENTIALS
 from local.gateway.events import DEFAULT_CALLER_ARN
 from local.sandbox.seed import (
@@ -240,6 +241,7 @@ def _spawn_handler(
         "RETRY_QUEUE_URL": stack.retry_queue_url,
         "CODAT_BASE_URL": stack.sandbox_url,
         "CODAT_API_KEY": "local-sandbox-key",
+        "BILLPAY_CALLERS_PARAMETER": LOCAL_PARAMETER,
         "BILLPAY_UPSTREAM_TIMEOUT_SECONDS": "20",
         "BILLPAY_SYNC_BUDGET_SECONDS": "20",
         "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'layers' / 'billpay'}",
@@ -255,9 +257,9 @@ def _spawn_handler(
 
 
 def _operation_id(key: str, bill: str = BILLS_GBP_OPEN[0]) -> str:
-    """The id the handler derives for the default local caller (the golden scope rules)."""
-    scope = key_scope(
-        normalise_caller(DEFAULT_CALLER_ARN),
+    """The id the handler derives for the default local caller's client (the golden scope rules)."""
+    scope = key_scope_v2(
+        LOCAL_CLIENT_ID,
         ROUTE_CREATE_BILL_PAYMENT,
         [COMPANY_GBP_ID, CONNECTION_GBP_ID, bill],
     )

@@ -15,10 +15,13 @@ from typing import Any
 import httpx
 import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent, EventBridgeEvent, SQSEvent
+from billpay import authz
 from billpay.adapters.codat import CodatClient, set_codat_client
 from billpay.config import reset_settings
+from billpay.domain.clients import parse_registry
 
 from functions.list_bank_accounts.handler import lambda_handler
+from local.callers import local_registry
 from local.template import FunctionSpec, functions, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,7 +130,11 @@ def codat(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[httpx.Request]]:
             transport=httpx.MockTransport(answer),
         )
     )
+    # The local stack's registry, where the sample events' role is a client (local/callers.py).
+    registry = parse_registry(local_registry())
+    authz.use_registry_loader(lambda: registry)
     yield seen
+    authz.use_registry_loader(None)
     set_codat_client(None)
     reset_settings()
 

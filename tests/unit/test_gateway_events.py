@@ -183,7 +183,10 @@ def test_openapi_documents_are_merged() -> None:
     assert merged["paths"]["/a"] == {"get": {}, "post": {}}
     assert set(merged["paths"]) == {"/a", "/b"}
     assert set(merged["components"]["schemas"]) == {"A", "B"}
-    assert merged["servers"] == [{"url": "http://127.0.0.1:3000"}]
+    assert merged["servers"][0]["url"] == "http://127.0.0.1:3000"
+    assert merged["servers"][1]["url"].startswith("https://{apiId}.execute-api.")  # a deployed stage
+    assert merged["components"]["securitySchemes"]["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
+    assert merged["security"] == [{"sigv4": []}]
 
 
 # --- the template loader

@@ -220,8 +220,8 @@ def test_openapi_declares_problems_and_drops_powertools_422() -> None:
     assert "#/components/schemas/ValidationError" not in text
     get = schema["paths"]["/things/{thingId}"]["get"]["responses"]
     assert "422" not in get
-    assert set(get) == {"200", "400", "404", "500", "502", "503", "504"}
-    for code in ("400", "404", "500", "502", "503", "504"):
+    assert set(get) == {"200", "400", "403", "404", "500", "502", "503", "504"}
+    for code in ("400", "403", "404", "500", "502", "503", "504"):
         assert list(get[code]["content"]) == [PROBLEM_CONTENT_TYPE]
         assert get[code]["content"][PROBLEM_CONTENT_TYPE]["schema"] == {
             "$ref": "#/components/schemas/ProblemDetails"

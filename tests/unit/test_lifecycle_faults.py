@@ -57,6 +57,7 @@ def _request(key: str = "invoice-1") -> WriteRequest:
         kind=KIND_BILL_PAYMENT,
         route="create-bill-payment",
         caller_arn=CALLER,
+        client_id="app",
         path_params=("co", "conn", "bill-1"),
         client_key=key,
         canonical_body={"amount": "10"},
@@ -282,7 +283,7 @@ def test_a_mark_sent_learned_too_late_settles_the_unsent_attempt_as_clear() -> N
 def test_when_even_the_read_fails_the_answer_is_state_unknown_with_the_operation() -> None:
     world = World()
     world.store.inject("mark_sent", "applied_unknown")
-    world.store.fail_reads(1)
+    world.store.fail_reads(1, after=1)  # the look-up of a v1 record reads first
     result = world.post(_request())
     assert isinstance(result, StateUnknown)
     assert result.op.operation_id and result.retry_after >= 1

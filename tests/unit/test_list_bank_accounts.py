@@ -15,8 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
+from billpay import authz
 from billpay.adapters.codat import CodatClient, set_codat_client
 from billpay.config import reset_settings
+from billpay.domain.clients import parse_registry
 
 from functions.list_bank_accounts.handler import lambda_handler
 
@@ -119,6 +121,27 @@ class FakeCodat:
 def error(status: int, message: str = "error", headers: dict[str, str] | None = None) -> httpx.Response:
     body = {"statusCode": status, "service": "PublicApi", "error": message, "correlationId": f"corr-{status}"}
     return httpx.Response(status, json=body, headers=headers)
+
+
+# The events' caller (role `app`) as a registered client that may read every company's accounts.
+REGISTRY = parse_registry(
+    {
+        "clients": {
+            "app": {
+                "principals": ["arn:aws:iam::123456789012:role/app"],
+                "permissions": ["accounts:read"],
+                "companies": ["*"],
+            }
+        }
+    }
+)
+
+
+@pytest.fixture(autouse=True)
+def registry() -> Iterator[None]:
+    authz.use_registry_loader(lambda: REGISTRY)
+    yield
+    authz.use_registry_loader(None)
 
 
 @pytest.fixture

@@ -56,9 +56,12 @@ ENV_VARS: dict[str, str] = {
     "aws_connect_timeout_seconds": "BILLPAY_AWS_CONNECT_TIMEOUT_SECONDS",
     "aws_read_timeout_seconds": "BILLPAY_AWS_READ_TIMEOUT_SECONDS",
     "aws_max_attempts": "BILLPAY_AWS_MAX_ATTEMPTS",
+    "callers_parameter_name": "BILLPAY_CALLERS_PARAMETER",
+    "callers_max_age_seconds": "BILLPAY_CALLERS_MAX_AGE_SECONDS",
+    "codat_key_max_age_seconds": "BILLPAY_CODAT_KEY_MAX_AGE_SECONDS",
 }
 
-Requirable = Literal["operations_table_name", "retry_queue_url"]
+Requirable = Literal["operations_table_name", "retry_queue_url", "callers_parameter_name"]
 
 
 class ConfigError(RuntimeError):
@@ -90,6 +93,11 @@ class Settings(BaseModel):
     sync_budget_seconds: PositiveSeconds = 15.0
     lookup_cache_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 60.0
     problem_type_base: str = "https://billpay.example.com"
+    # The client registry (docs/contract.md, "Callers and permissions"): an SSM parameter, re-read after
+    # max_age; and how long a fetched Codat key is used before it is read again (a rotation's lag).
+    callers_parameter_name: str | None = None
+    callers_max_age_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 60.0
+    codat_key_max_age_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 300.0
 
     # Every AWS client of ours (billpay.adapters.aws_sdk): one call, all attempts and backoff included,
     # must end well inside the shortest Lambda timeout (a unit test checks it against template.yaml).
@@ -111,7 +119,12 @@ class Settings(BaseModel):
         return value
 
     @field_validator(
-        "codat_api_key", "codat_api_key_secret_arn", "operations_table_name", "retry_queue_url", mode="before"
+        "codat_api_key",
+        "codat_api_key_secret_arn",
+        "operations_table_name",
+        "retry_queue_url",
+        "callers_parameter_name",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:

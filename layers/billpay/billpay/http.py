@@ -55,6 +55,8 @@ REQUEST_BODY_LIMIT_BYTES = 64 * 1024
 # Titles for statuses a route may declare; the detail of each answer says what happened.
 PROBLEM_DESCRIPTIONS: dict[int, str] = {
     400: "Invalid request (`validation-error`, `idempotency-key-missing`)",
+    403: "The caller is not a registered client (`caller-unknown`) or its client lacks the permission "
+    "(`forbidden`)",
     404: "Unknown company, connection or resource (`not-found`)",
     409: "The same Idempotency-Key is being processed (`request-in-progress`); see Retry-After",
     413: f"The request body is larger than {REQUEST_BODY_LIMIT_BYTES // 1024} KB (`payload-too-large`)",
@@ -67,8 +69,8 @@ PROBLEM_DESCRIPTIONS: dict[int, str] = {
     504: "Codat did not answer in time (`upstream-unavailable`)",
 }
 
-READ_PROBLEMS: tuple[int, ...] = (400, 404, 500, 502, 503, 504)
-WRITE_PROBLEMS: tuple[int, ...] = (400, 404, 409, 413, 422, 500, 502, 503, 504)
+READ_PROBLEMS: tuple[int, ...] = (400, 403, 404, 500, 502, 503, 504)
+WRITE_PROBLEMS: tuple[int, ...] = (400, 403, 404, 409, 413, 422, 500, 502, 503, 504)
 
 _POWERTOOLS_422_SCHEMA = "#/components/schemas/HTTPValidationError"
 
@@ -144,9 +146,24 @@ def validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
     return out
 
 
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
 class BillPayResolver(APIGatewayRestResolver):
-    """Powertools' REST resolver whose OpenAPI document shows our problem answers, not its 422, and
-    which refuses an oversized body before any route, middleware or validator reads it."""
+    """Powertools' REST resolver whose OpenAPI document shows our problem answers, not its 422; which
+    refuses an oversized body before any route, middleware or validator reads it; and whose every answer —
+    success, problem, unknown route — carries the request id (API Gateway's, as in its access log), so a
+    client can quote it."""
+
+    def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        answer: dict[str, Any] = super().resolve(event, context)
+        request_id = str(((event or {}).get("requestContext") or {}).get("requestId") or "")
+        if request_id:
+            if isinstance(answer.get("multiValueHeaders"), dict):
+                answer["multiValueHeaders"][REQUEST_ID_HEADER] = [request_id]
+            else:
+                answer.setdefault("headers", {})[REQUEST_ID_HEADER] = request_id
+        return answer
 
     def _resolve(self) -> ResponseBuilder[Any]:
         # Powertools' first step after it wrapped the event (tests/unit/test_http_bodies.py pins it): the

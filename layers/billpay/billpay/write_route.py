@@ -9,6 +9,7 @@ The write handlers stay AWS glue: they validate their own path and body, then ca
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
@@ -20,8 +21,17 @@ from billpay.adapters.codat import CodatClient
 from billpay.adapters.events_eventbridge import event_publisher
 from billpay.adapters.operations_dynamodb import operation_store
 from billpay.adapters.retry_queue_sqs import retry_queue
+from billpay.authz import authorize_request
 from billpay.config import get_settings
-from billpay.domain.operations import Kind, Operation, UpstreamRequest, validate_idempotency_key
+from billpay.domain.clients import Permission
+from billpay.domain.operations import (
+    KIND_BANK_ACCOUNT,
+    KIND_BILL_PAYMENT,
+    Kind,
+    Operation,
+    UpstreamRequest,
+    validate_idempotency_key,
+)
 from billpay.domain.outcomes import UNAVAILABLE
 from billpay.http import operation_location
 from billpay.models.operations import OperationEnvelope, envelope
@@ -88,21 +98,31 @@ def idempotency_key(headers: Mapping[str, str] | None) -> str:
     return value
 
 
+PERMISSION_OF_KIND: dict[Kind, Permission] = {
+    KIND_BANK_ACCOUNT: "accounts:create",
+    KIND_BILL_PAYMENT: "payments:create",
+}
+
+
 def write_request(
     app: APIGatewayRestResolver,
     *,
     kind: Kind,
     route: str,
+    company: str,
     path_params: Sequence[str],
     canonical_body: dict[str, Any],
     upstream: UpstreamRequest,
 ) -> WriteRequest:
-    """The write as the current request asks for it (raises the 400 for a missing or bad key)."""
+    """The write as the current request asks for it, once the caller's client may make it for `company`
+    (raises 403/404 otherwise, then the 400 for a missing or bad key): nothing is claimed before."""
+    caller = authorize_request(app, PERMISSION_OF_KIND[kind], company)
     event = app.current_event
     return WriteRequest(
         kind=kind,
         route=route,
         caller_arn=event.request_context.identity.user_arn,
+        client_id=caller.client_id,
         path_params=path_params,
         client_key=idempotency_key(event.headers),
         canonical_body=canonical_body,
@@ -183,7 +203,8 @@ def answer(
     if op.status == "succeeded":
         return 201, {**headers, "Location": location}, body
     if op.status == "pending":
-        return 202, {**headers, "Location": location}, body
+        retry_after = str(retry_after_seconds(op, time.time()))
+        return 202, {**headers, "Location": location, "Retry-After": retry_after}, body
     raise _ended_problem(op, body, headers)
 
 
@@ -202,3 +223,9 @@ def _ended_problem(op: Operation, body: dict[str, Any], headers: dict[str, str])
         operation=body,
         headers=headers,
     )
+
+
+def retry_after_seconds(op: Operation, now: float) -> int:
+    """Whole seconds until a pending operation is next due (its next attempt, else its lease's end)."""
+    due = op.next_attempt_at if op.next_attempt_at is not None else op.lease_until
+    return max(1, math.ceil(due - now)) if due is not None else 1

@@ -42,7 +42,7 @@ _KNOWN: Final = frozenset(
         "operationId", "kind", "status", "phase", "requestHash", "upstreamKey", "upstreamRequest",
         "createdAt", "updatedAt", "attempts", "clearAttempts", "firstAttemptAt", "correlationIds",
         "leaseToken", "leaseHolder", "leaseUntil", "nextAttemptAt", "result", "error", "expiresAt",
-        "dueBucket", "dueAt", "version", "resolution", "publishedVersion",
+        "dueBucket", "dueAt", "version", "resolution", "publishedVersion", "clientId",
     }
 )  # fmt: skip
 
@@ -134,6 +134,7 @@ def to_item(op: Operation) -> Item:
         "version": {"N": str(op.version)} if op.version else None,
         "resolution": to_attribute(op.resolution.to_dict()) if op.resolution is not None else None,
         "publishedVersion": {"N": str(op.published_version)} if op.published_version is not None else None,
+        "clientId": {"S": op.client_id} if op.client_id is not None else None,
     }
     item.update({name: av for name, av in optional.items() if av is not None})
     for name, av in op.extra.items():
@@ -181,6 +182,7 @@ def from_item(item: Mapping[str, Mapping[str, Any]]) -> Operation:
         version=int(num("version") or 0),
         published_version=int(published) if (published := num("publishedVersion")) is not None else None,
         resolution=Resolution.from_dict(from_attribute(resolution)) if resolution is not None else None,
+        client_id=s("clientId"),
         extra={name: dict(av) for name, av in item.items() if name not in _KNOWN},
     )
 
@@ -305,6 +307,33 @@ class DynamoOperationStore:
             ExpressionAttributeValues=values,
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
+
+    def stamp_client(self, operation_id: str, client_id: str) -> Operation | None:
+        """Give a v1 record (scoped to an IAM role) its owner: `clientId`, written once, never changed.
+
+        Touches nothing else (no token, no state, no version), so it cannot disturb a holder's writes, whose
+        conditions do not look at `clientId`. Returns the item as it now is — owned by `client_id`, or by
+        another client if one stamped it first — or None when it is gone.
+        """
+        try:
+            answer = self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(operation_id),
+                UpdateExpression="SET #clientId = :client",
+                ConditionExpression="attribute_exists(operationId) AND attribute_not_exists(#clientId)",
+                ExpressionAttributeNames={"#clientId": "clientId"},
+                ExpressionAttributeValues={":client": {"S": client_id}},
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise WriteUnknown(f"stamp_client: {exc}") from exc
+            item: Any = exc.response.get("Item")
+            return from_item(item) if item else None
+        except BotoCoreError as exc:
+            raise WriteUnknown(f"stamp_client: {exc}") from exc
+        return from_item(answer["Attributes"])
 
 
 def _condition(t: Transition) -> tuple[dict[str, str], dict[str, AttributeValue], str]:

@@ -1,13 +1,17 @@
-"""The Codat API key: from CODAT_API_KEY, or from Secrets Manager on first use, cached for the container.
+"""The Codat API key: from CODAT_API_KEY, or from Secrets Manager on first use, re-read after max_age.
 
 Never at import: a handler that only lists accounts must not pay for boto3 at load. In Lambda, when the
 AWS Parameters and Secrets Lambda Extension is attached (its port in the environment), the secret comes
-over localhost from the extension's cache; otherwise boto3 is imported on first use.
+over localhost from the extension's cache; otherwise through Powertools' parameters utility (secrets
+provider, boto3 imported on first use). Either way a fetched key is used for at most
+BILLPAY_CODAT_KEY_MAX_AGE_SECONDS (default 300), so a rotated key is picked up without recycling the
+functions (docs/runbook.md: revoke the old key only after max_age + the longest Lambda timeout).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from urllib.parse import quote
@@ -19,7 +23,7 @@ from billpay.observability import logger
 EXTENSION_PORT_VAR = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"
 
 _lock = threading.Lock()
-_cache: dict[str, str] = {}
+_cache: dict[str, tuple[str, float]] = {}  # ARN -> (key, monotonic time fetched)
 # Seconds the first fetch took: the bench and logs report it (it lands on one request per container).
 last_fetch_seconds: float | None = None
 
@@ -36,23 +40,27 @@ def get_codat_api_key(settings: Settings) -> str:
     arn = settings.codat_api_key_secret_arn
     if arn is None:  # Settings guarantees one of the two; kept for type narrowing
         raise ConfigError("CODAT_API_KEY or CODAT_API_KEY_SECRET_ARN must be set")
+    max_age = settings.codat_key_max_age_seconds
     cached = _cache.get(arn)
-    if cached is not None:
-        return cached
+    if cached is not None and time.monotonic() - cached[1] < max_age:
+        return cached[0]
     with _lock:
         cached = _cache.get(arn)
-        if cached is None:
-            cached = _fetch(arn, settings)
+        if cached is None or time.monotonic() - cached[1] >= max_age:
+            cached = (_fetch(arn, settings), time.monotonic())
             _cache[arn] = cached
-    return cached
+    return cached[0]
 
 
 def reset_cache() -> None:
-    """Forget fetched secrets (tests; a rotated key is picked up by a new container)."""
+    """Forget fetched secrets (tests)."""
     global last_fetch_seconds  # noqa: PLW0603 - one module-level measurement
     with _lock:
         _cache.clear()
         last_fetch_seconds = None
+        parameters = sys.modules.get("aws_lambda_powertools.utilities.parameters")
+        if parameters is not None:  # never imported just to be cleared (it loads boto3)
+            parameters.clear_caches()
 
 
 def _fetch(arn: str, settings: Settings) -> str:
@@ -61,7 +69,7 @@ def _fetch(arn: str, settings: Settings) -> str:
     port = os.environ.get(EXTENSION_PORT_VAR)
     token = os.environ.get("AWS_SESSION_TOKEN")
     try:
-        value = _from_extension(arn, port, token) if port and token else _from_boto3(arn, settings)
+        value = _from_extension(arn, port, token) if port and token else _from_powertools(arn, settings)
     except SecretUnavailableError:
         raise
     except Exception as exc:
@@ -94,12 +102,13 @@ def _from_extension(arn: str, port: str, token: str) -> str:
     return secret
 
 
-def _from_boto3(arn: str, settings: Settings) -> str:
-    import boto3  # noqa: PLC0415 - deferred: ~100 ms of imports that the list handler must not pay at load
+def _from_powertools(arn: str, settings: Settings) -> str:
+    # Deferred: the parameters utility imports boto3 (~100 ms) that the list handler must not pay at load.
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider  # noqa: PLC0415
 
     # Bounded like every AWS client of ours: botocore's default 60 s read timeout outlives the function.
-    client = boto3.client("secretsmanager", config=client_config(settings))
-    secret = client.get_secret_value(SecretId=arn).get("SecretString")
+    provider = SecretsProvider(boto_config=client_config(settings))
+    secret = provider.get(arn, max_age=int(settings.codat_key_max_age_seconds))
     if not isinstance(secret, str):
         raise SecretUnavailableError("the Codat key secret has no SecretString")
     return secret

@@ -178,6 +178,7 @@ def claim(
     now: float,
     lease_until: float,
     lease_token: str,
+    client_id: str | None = None,
 ) -> Transition:
     """A new record (or one replacing a `guarding` claim whose lease lapsed): `guarding`, `pending`, a sync
     lease, and a TTL — nothing ever sends a guarding claim, so one left by a crash may simply expire."""
@@ -197,6 +198,7 @@ def claim(
         lease_until=lease_until,
         expires_at=math.ceil(now) + GUARDING_TTL_SECONDS,
         version=1,
+        client_id=client_id,
     )
     return Transition("claim", operation_id, None, after, reclaim_lapsed_before=now)
 

@@ -44,6 +44,8 @@ ROUTE_CREATE_BANK_ACCOUNT: Final = "create-bank-account"
 ROUTE_CREATE_BILL_PAYMENT: Final = "create-bill-payment"
 
 SCOPE_VERSION: Final = "v1"
+# Keys scoped to the client (every role of one app shares them), not to the IAM role that signed.
+SCOPE_VERSION_V2: Final = "v2"
 # Fixed forever: changing either would map every existing key to a new operation (a double payment).
 OPERATION_ID_NAMESPACE: Final = uuid.UUID("f92d787c-3f11-4611-a4ff-f3f2e03c80c9")
 UPSTREAM_KEY_NAMESPACE: Final = uuid.UUID("1e0c791c-5103-4230-acc1-7a4ad6f95e46")
@@ -106,6 +108,12 @@ def key_scope(caller: str, route: str, path_params: Sequence[str]) -> str:
     """
     parts = [SCOPE_VERSION, caller, route, *(quote(p, safe="") for p in path_params)]
     return "|".join(parts)
+
+
+def key_scope_v2(client_id: str, route: str, path_params: Sequence[str]) -> str:
+    """`v2|<clientId>|<route>|<path parameters>`: as `key_scope`, with the registry's client id (a safe
+    name without `|`) in place of the role, so a renamed or rotated role keeps its client's operations."""
+    return "|".join([SCOPE_VERSION_V2, client_id, route, *(quote(p, safe="") for p in path_params)])
 
 
 def validate_idempotency_key(key: str) -> str | None:
@@ -342,6 +350,8 @@ class Operation:
     resolution: Resolution | None = None
     # The `version` whose terminal event was published (docs/contract.md, Events).
     published_version: int | None = None
+    # The client that owns it (v2 scope); None on a v1 record not yet claimed by a client's replay.
+    client_id: str | None = None
     # Anything else on the item, carried through untouched.
     extra: Mapping[str, Any] = field(default_factory=dict)
 

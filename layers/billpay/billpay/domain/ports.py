@@ -54,6 +54,10 @@ class OperationStore(Protocol):
         item carries the transition's own after-state (the SDK retried our applied write) is a success.
         """
 
+    def stamp_client(self, operation_id: str, client_id: str) -> Operation | None:
+        """Give an unowned (v1) record its client, once; the item as it now is (None: gone). It changes
+        nothing a life-cycle condition reads, so it never disturbs a holder."""
+
 
 class OperationIndex(Protocol):
     """The sparse index of unfinished operations: candidates only, re-read on the base item before use."""

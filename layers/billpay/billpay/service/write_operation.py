@@ -40,6 +40,7 @@ from billpay.domain.operations import (
     UpstreamRequest,
     decide_replay,
     key_scope,
+    key_scope_v2,
     lease_until,
     new_lease_token,
     normalise_caller,
@@ -95,7 +96,8 @@ class WriteRequest:
 
     kind: Kind
     route: str
-    caller_arn: str | None
+    caller_arn: str | None  # only to find a record made under the v1 scope (the IAM role)
+    client_id: str  # the registry's client of the caller: the scope of the key
     path_params: Sequence[str]  # ids already normalised (company/connection lower-cased)
     client_key: str
     canonical_body: dict[str, Any]  # what makes two requests "the same" (hashed)
@@ -193,12 +195,37 @@ def write(store: OperationStore, transition: Transition) -> Written:
 
 
 def scope_of(request: WriteRequest) -> str:
+    return key_scope_v2(request.client_id, request.route, request.path_params)
+
+
+def replay_v1(
+    request: WriteRequest, store: OperationStore, *, clock: Callable[[], float] = time.time
+) -> WriteResult | None:
+    """A key first used under the v1 scope (the caller's IAM role) stays that operation: the request is a
+    replay of it, and the record gets the caller's client stamped the first time (one conditional write).
+    None when there is no such record (or only a `guarding` claim whose holder is gone: never sent).
+
+    Costs one GetItem before every v2 claim (see docs/contract.md, "Callers and permissions")."""
     try:
         caller = normalise_caller(request.caller_arn)
-    except UnknownCaller as exc:
-        # Behind AWS_IAM auth every request has a principal; without one a key cannot be scoped safely.
-        raise Problem(403, "forbidden", "Forbidden", str(exc)) from None
-    return key_scope(caller, request.route, request.path_params)
+    except UnknownCaller:
+        return None
+    v1_id = operation_id(key_scope(caller, request.route, request.path_params), request.client_key)
+    existing = store.get(v1_id)
+    if existing is None or (existing.phase == "guarding" and not existing.lease_live(clock())):
+        return None
+    if existing.client_id is None:
+        existing = store.stamp_client(v1_id, request.client_id)
+        if existing is None:
+            return None  # a guarding claim released meanwhile: nothing was sent under it
+    if existing.client_id != request.client_id:
+        # Only possible if a principal moved between clients, which the registry refuses.
+        return Refused(
+            Problem(
+                403, "forbidden", "Forbidden", "This Idempotency-Key belongs to another client's operation."
+            )
+        )
+    return replay(existing, request_hash(request.canonical_body), clock=clock)
 
 
 def execute_write(
@@ -221,6 +248,9 @@ def execute_write(
 
     Every line logged meanwhile carries `operationId`, the key the retry worker and the sweeper log under,
     so one key follows an operation from its request to its end state."""
+    v1 = replay_v1(request, store, clock=clock)
+    if v1 is not None:
+        return v1
     scope = scope_of(request)
     op_id = operation_id(scope, request.client_key)
     logger.append_keys(operationId=op_id)
@@ -273,6 +303,7 @@ def _execute_write(
         now=started,
         lease_until=lease_until(started, budget.remaining_millis()),
         lease_token=new_lease_token(),
+        client_id=request.client_id,
     )
     claimed = claiming.ours
     written = write(store, claiming)
