@@ -43,12 +43,15 @@ ALLOWED_ACTIONS: dict[str, set[str]] = {
     "GetOperationFunction": {"dynamodb:GetItem", "ssm:GetParameter"},
     # Claim (Put), mark sent / settle (Update), release a refused claim (Delete); GetItem looks up a key's
     # v1-scoped record before the claim (and the failed claim's ALL_OLD reads the item).
+    # A retry due soon is handed to the queue (SendMessage); the end of a write is an event (PutEvents).
     "CreateBankAccountFunction": {
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
         "dynamodb:GetItem",
         "ssm:GetParameter",
+        "sqs:SendMessage",
+        "events:PutEvents",
     },
     "CreateBillPaymentFunction": {
         "dynamodb:PutItem",
@@ -57,11 +60,16 @@ ALLOWED_ACTIONS: dict[str, set[str]] = {
         "dynamodb:GetItem",
         "dynamodb:Query",  # the bill index: a connection's bills at a re-sync's end (BillIndexTable only)
         "ssm:GetParameter",
+        "sqs:SendMessage",
+        "events:PutEvents",
     },
-    # Re-reads and settles leased operations; consumes the retry queue.
+    # Re-reads and settles leased operations; consumes the retry queue, hands the next retry back to it,
+    # and publishes the end.
     "RetryWorkerFunction": {
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
+        "sqs:SendMessage",
+        "events:PutEvents",
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
         "sqs:DeleteMessageBatch",
@@ -69,8 +77,14 @@ ALLOWED_ACTIONS: dict[str, set[str]] = {
         "sqs:ChangeMessageVisibilityBatch",
         "sqs:GetQueueAttributes",
     },
-    # Pages the sparse index, takes leases on base items, enqueues.
-    "SweeperFunction": {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem", "sqs:SendMessage"},
+    # Pages the sparse index, takes leases on base items, enqueues, re-publishes what a holder did not.
+    "SweeperFunction": {
+        "dynamodb:Query",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "sqs:SendMessage",
+        "events:PutEvents",
+    },
 }
 
 # SAM policy templates we accept, with the actions each grants (samtranslator's policy_templates.json).
@@ -428,6 +442,7 @@ def test_each_statement_is_scoped_to_our_own_resources(name: str) -> None:
                     "OperationsTable",
                     "BillIndexTable",
                     "RetryQueue",
+                    "EventBus",
                     "CodatApiKeySecretArn",
                     "CallersParameterName",
                 )
@@ -576,7 +591,10 @@ def test_alarms_watch_the_payment_flow_and_notify_the_topic() -> None:
     assert review["Threshold"] == 1 and review["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
     (oldest,) = alarm_on("OldestUnfinishedSeconds", "BillPaySync")
     window = float(GLOBALS["Environment"]["Variables"]["BILLPAY_RETRY_WINDOW_SECONDS"])
-    assert oldest["Threshold"] == window + 600 and oldest["ComparisonOperator"] == "GreaterThanThreshold"
+    # + the longest lease a queue hand-off holds: DelaySeconds' 900 s and the worker's timeout.
+    worker_timeout = RESOURCES["RetryWorkerFunction"]["Properties"]["Timeout"]
+    assert oldest["Threshold"] == window + 600 + 900 + worker_timeout
+    assert oldest["ComparisonOperator"] == "GreaterThanThreshold"
     for alarm in (dlq, api5xx, review, oldest):
         assert notifies_topic(alarm)
     # Powertools Metrics publishes with the service as a dimension.
