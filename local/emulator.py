@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from local.template import Resolver, parameter_defaults, queues, secrets, tables
+from local.template import Resolver, event_buses, parameter_defaults, queues, secrets, tables
 
 if TYPE_CHECKING:
     from moto.server import ThreadedMotoServer
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account: the ARNs it hands out carry it
 STACK_NAME = "billpay-local"
+# Local only: a queue every event on the template's bus also reaches (a rule on the bus, as an app would
+# add its own), so `make events` and tests can wait for an event instead of polling.
+EVENTS_TAP = "LocalEventsTap"
 LOCAL_CODAT_API_KEY = "local-sandbox-key"
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -203,8 +206,32 @@ def create_resources(
                 "ARN"
             ]
             found.refs[parameter] = secret_arn
+    _create_event_buses(endpoint_url, template, found)
     seed_local_callers(endpoint_url, caller_arns)
     return found
+
+
+def _create_event_buses(endpoint_url: str, template: dict[str, Any], found: LocalResources) -> None:
+    """The template's buses, each with a rule that copies every `billpay` event to the local tap queue."""
+    buses = event_buses(template)
+    if not buses:
+        return
+    events = client("events", endpoint_url)
+    sqs = client("sqs", endpoint_url)
+    tap_url: str = sqs.create_queue(QueueName=physical_name(EVENTS_TAP))["QueueUrl"]
+    tap_arn: str = sqs.get_queue_attributes(QueueUrl=tap_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    found.refs[EVENTS_TAP], found.arns[EVENTS_TAP] = tap_url, tap_arn
+    for logical_id, props in buses.items():
+        # `!Sub "${AWS::StackName}-events"` in the cloud; locally the stack's own naming.
+        declared = props.get("Name")
+        name = declared if isinstance(declared, str) else physical_name(logical_id)
+        arn: str = events.create_event_bus(Name=name)["EventBusArn"]
+        found.refs[logical_id], found.arns[logical_id] = name, arn
+        rule = f"{name}-local-tap"
+        events.put_rule(Name=rule, EventBusName=name, EventPattern=json.dumps({"source": ["billpay"]}))
+        events.put_targets(Rule=rule, EventBusName=name, Targets=[{"Id": "local-tap", "Arn": tap_arn}])
 
 
 def reset_emulator(endpoint_url: str) -> None:

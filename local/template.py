@@ -181,6 +181,10 @@ def secrets(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return resources_of_type(template, "AWS::SecretsManager::Secret")
 
 
+def event_buses(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return resources_of_type(template, "AWS::Events::EventBus")
+
+
 def _function_globals(template: dict[str, Any]) -> dict[str, Any]:
     globals_ = template.get("Globals") or {}
     function_globals = globals_.get("Function") or {}

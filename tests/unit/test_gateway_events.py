@@ -252,8 +252,13 @@ def test_function_environment_is_resolved_for_local_use() -> None:
     template = load_template()
     spec = next(spec for spec in functions(template) if spec.logical_id == "ListBankAccountsFunction")
     resources = LocalResources(
-        refs={"OperationsTable": "ops", "RetryQueue": "http://emu/q", "CodatApiKeySecretArn": "arn:secret"},
-        arns={"OperationsTable": "arn:t", "RetryQueue": "arn:q"},
+        refs={
+            "OperationsTable": "ops",
+            "RetryQueue": "http://emu/q",
+            "CodatApiKeySecretArn": "arn:secret",
+            "EventBus": "bus",
+        },
+        arns={"OperationsTable": "arn:t", "RetryQueue": "arn:q", "EventBus": "arn:bus"},
     )
     env = function_environment(
         template,
@@ -265,6 +270,7 @@ def test_function_environment_is_resolved_for_local_use() -> None:
     )
     assert env["OPERATIONS_TABLE_NAME"] == "ops"
     assert env["RETRY_QUEUE_URL"] == "http://emu/q"
+    assert env["EVENT_BUS_NAME"] == "bus"
     assert env["CODAT_BASE_URL"] == "http://sandbox"
     assert env["CODAT_API_KEY"] == "local-sandbox-key"
     assert "CODAT_API_KEY_SECRET_ARN" not in env
