@@ -81,9 +81,12 @@ AWS_FAULT_KINDS = ("reset-before", "status", "commit-then-timeout", "commit-then
 AWS_FAULTED_SERVICES = ("dynamodb", "sqs")
 # A held answer is dropped when the client gives up (its read timeout) or, at the latest, after this.
 AWS_HOLD_SECONDS = 10.0
-# The client rule, bounded: this many requests per send at most, waits capped.
-CLIENT_MAX_TRIES = 10
-CLIENT_MAX_WAIT_SECONDS = 3.0
+# The client rule, bounded: this many requests per send at most, waits capped, and no more patience than
+# this in all (an answer after a lost write can be 409 until the sync holder's lease, its Lambda timeout
+# + 5 s, has lapsed; Retry-After says how long).
+CLIENT_MAX_TRIES = 40
+CLIENT_MAX_WAIT_SECONDS = 10.0
+CLIENT_PATIENCE_SECONDS = 120.0
 # Past its due time by more than this, a pending operation is not being recovered.
 STUCK_GRACE_SECONDS = 15.0
 FAULT_KINDS = (
@@ -262,7 +265,10 @@ def run_drill(
 
     def send(payment: Payment) -> None:
         """One send under the client rule: the same key and body again until a definite answer."""
+        give_up_at = time.monotonic() + CLIENT_PATIENCE_SECONDS
         for attempt in range(CLIENT_MAX_TRIES):
+            if time.monotonic() > give_up_at:
+                break
             try:
                 answer = api.post(
                     payment.path,

@@ -67,7 +67,7 @@ def create_bank_account(
         app,
         request,
         client=client,
-        guard=lambda: check_bank_account(client, company, connection, account),
+        guard=lambda _claimed: check_bank_account(client, company, connection, account),
         on_succeeded=created,
     )
 

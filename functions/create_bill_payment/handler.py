@@ -26,7 +26,7 @@ from billpay.models.operations import OperationEnvelope
 from billpay.models.requests import BillPaymentCreate
 from billpay.observability import logger, with_metrics
 from billpay.problems import validation_error
-from billpay.service.payment_guards import check_payment, note_payment_recorded
+from billpay.service.payment_guards import check_payment, payment_hold
 from billpay.write_route import IdempotencyKeyHeader, run_write, write_request
 
 app = build_resolver()
@@ -80,16 +80,12 @@ def create_bill_payment(
         upstream=UpstreamRequest("POST", path, payment.to_upstream_json()),
     )
 
-    def recorded(_: Operation) -> None:
-        note_payment_recorded(company, connection, bill, payment.amount)
+    hold = payment_hold()  # the amount reserved on the bill, let go or settled with the operation
 
-    return run_write(
-        app,
-        request,
-        client=client,
-        guard=lambda: check_payment(client, company, connection, bill, payment),
-        on_succeeded=recorded,
-    )
+    def guard(claimed: Operation) -> None:
+        check_payment(client, company, connection, bill, payment, hold=hold, claimed=claimed)
+
+    return run_write(app, request, client=client, guard=guard, holds=hold)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -232,7 +232,7 @@ def test_a_guard_refusal_whose_release_is_unknown_answers_with_the_operation_or_
     world = World()
     world.store.inject("release", kind, dies=dies)
 
-    def refuse() -> None:
+    def refuse(_claimed: Operation) -> None:
         raise Problem(422, "amount-exceeds-due", "Amount exceeds due", "too much")
 
     result = world.post(_request(), refuse)

@@ -40,6 +40,7 @@ from billpay.service.retry import WORKER_TIMEOUT_SECONDS, PolicyPlanner
 from billpay.service.write_operation import (
     Answered,
     Budget,
+    Holds,
     NotSent,
     QueueHandOff,
     Refused,
@@ -135,8 +136,9 @@ def run_write(
     request: WriteRequest,
     *,
     client: CodatClient,
-    guard: Callable[[], object],
-    on_succeeded: Callable[[Operation], None],
+    guard: Callable[[Operation], object],
+    on_succeeded: Callable[[Operation], None] | None = None,
+    holds: Holds | None = None,
 ) -> Response[OperationEnvelope]:
     """Claim, guard, send and settle (`execute_write`), then answer (docs/contract.md, Status codes)."""
     settings = get_settings()
@@ -156,6 +158,7 @@ def run_write(
         retry_planner=PolicyPlanner.from_settings(),
         hand_off=QueueHandOff(retry_queue(settings.queue_url), WORKER_TIMEOUT_SECONDS),
         publisher=event_publisher(settings),
+        holds=holds,
     )
     location = operation_location(app.current_event.raw_event, _operation_id(result))
     status, headers, body = answer(result, location=location, type_base=settings.problem_type_base)

@@ -29,6 +29,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from billpay.domain.bill_index import ConnectionKey, IndexedBill, SyncState
+from billpay.domain.reservations import Reservation
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -79,7 +80,26 @@ def _bill_from_item(item: Item) -> IndexedBill:
         seen_at=float(seen) if seen is not None else 0.0,
         body=json.loads(body) if body else {},
         reserved=_number(item, "reservedTotal") or Decimal(0),
+        reservations=_reservations(item),
     )
+
+
+def _reservations(item: Item) -> tuple[Reservation, ...]:
+    found: list[Reservation] = []
+    for key, value in (item.get("reservations") or {}).get("M", {}).items():
+        entry = value.get("M", {})
+        applied = _number(entry, "appliedAt")
+        found.append(
+            Reservation(
+                key=key,
+                operation_id=_string(entry, "operationId") or "",
+                amount=_number(entry, "amount") or Decimal(0),
+                state="applied" if _string(entry, "state") == "applied" else "held",
+                at=float(_number(entry, "at") or 0),
+                applied_at=float(applied) if applied is not None else None,
+            )
+        )
+    return tuple(found)
 
 
 def _state_from_item(item: Item) -> SyncState:
@@ -233,6 +253,74 @@ class DynamoDBBillIndex:
                 ConditionExpression="attribute_not_exists(sk) OR #modified <= :modified",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if not _conditional_failure(exc):
+                raise
+
+    def _bill_key(self, key: ConnectionKey, bill_id: str) -> Item:
+        return {"pk": {"S": partition(key)}, "sk": {"S": BILL_PREFIX + bill_id}}
+
+    def reserve(self, key: ConnectionKey, bill_id: str, reservation: Reservation) -> bool:
+        entry = {
+            "operationId": {"S": reservation.operation_id},
+            "amount": _n(reservation.amount),
+            "state": {"S": reservation.state},
+            "at": _n(round(reservation.at, 3)),
+        }
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key=self._bill_key(key, bill_id),
+                # `available` is only meaningful (and only checked) while the bill reports amountDue; a
+                # refresh recomputes it from amountDue and reservedTotal either way.
+                UpdateExpression=(
+                    "SET reservations.#k = :entry, reservedTotal = reservedTotal + :amount, "
+                    "available = if_not_exists(available, :zero) - :amount"
+                ),
+                ConditionExpression=(
+                    "attribute_exists(sk) AND attribute_not_exists(reservations.#k) "
+                    "AND (attribute_not_exists(amountDue) OR available >= :amount)"
+                ),
+                ExpressionAttributeNames={"#k": reservation.key},
+                ExpressionAttributeValues={
+                    ":entry": {"M": entry},
+                    ":amount": _n(reservation.amount),
+                    ":zero": _n(0),
+                },
+            )
+        except ClientError as exc:
+            if _conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def apply_reservation(self, key: ConnectionKey, bill_id: str, reservation_key: str, at: float) -> None:
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key=self._bill_key(key, bill_id),
+                UpdateExpression="SET reservations.#k.#state = :applied, reservations.#k.appliedAt = :at",
+                ConditionExpression="attribute_exists(reservations.#k)",
+                ExpressionAttributeNames={"#k": reservation_key, "#state": "state"},
+                ExpressionAttributeValues={":applied": {"S": "applied"}, ":at": _n(round(at, 3))},
+            )
+        except ClientError as exc:
+            if not _conditional_failure(exc):
+                raise
+
+    def free(self, key: ConnectionKey, bill_id: str, reservation: Reservation) -> None:
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key=self._bill_key(key, bill_id),
+                UpdateExpression=(
+                    "REMOVE reservations.#k SET reservedTotal = reservedTotal - :amount, "
+                    "available = if_not_exists(available, :zero) + :amount"
+                ),
+                ConditionExpression="attribute_exists(reservations.#k)",
+                ExpressionAttributeNames={"#k": reservation.key},
+                ExpressionAttributeValues={":amount": _n(reservation.amount), ":zero": _n(0)},
             )
         except ClientError as exc:
             if not _conditional_failure(exc):

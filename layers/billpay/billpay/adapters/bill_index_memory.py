@@ -11,6 +11,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from billpay.domain.bill_index import ConnectionKey, IndexedBill, SyncState, merge
+from billpay.domain.reservations import Reservation
 
 
 class InMemoryBillIndex:
@@ -63,6 +64,46 @@ class InMemoryBillIndex:
                     del stored[bill_id]
                     dropped += 1
         return dropped
+
+    def reserve(self, key: ConnectionKey, bill_id: str, reservation: Reservation) -> bool:
+        with self._lock:
+            self.writes += 1
+            bill = self._bills.get(key, {}).get(bill_id)
+            if bill is None or any(r.key == reservation.key for r in bill.reservations):
+                return False
+            available = bill.available
+            if available is not None and available < reservation.amount:
+                return False
+            self._bills[key][bill_id] = replace(
+                bill,
+                reserved=bill.reserved + reservation.amount,
+                reservations=(*bill.reservations, reservation),
+            )
+            return True
+
+    def apply_reservation(self, key: ConnectionKey, bill_id: str, reservation_key: str, at: float) -> None:
+        with self._lock:
+            self.writes += 1
+            bill = self._bills.get(key, {}).get(bill_id)
+            if bill is None:
+                return
+            kept = tuple(
+                replace(r, state="applied", applied_at=at) if r.key == reservation_key else r
+                for r in bill.reservations
+            )
+            self._bills[key][bill_id] = replace(bill, reservations=kept)
+
+    def free(self, key: ConnectionKey, bill_id: str, reservation: Reservation) -> None:
+        with self._lock:
+            self.writes += 1
+            bill = self._bills.get(key, {}).get(bill_id)
+            if bill is None or not any(r.key == reservation.key for r in bill.reservations):
+                return
+            self._bills[key][bill_id] = replace(
+                bill,
+                reserved=bill.reserved - reservation.amount,
+                reservations=tuple(r for r in bill.reservations if r.key != reservation.key),
+            )
 
     def hold(self, key: ConnectionKey, bill_id: str, amount: str) -> None:
         """Test hook until reservations exist: make a bill's reservations total `amount`."""

@@ -42,7 +42,7 @@ _KNOWN: Final = frozenset(
         "operationId", "kind", "status", "phase", "requestHash", "upstreamKey", "upstreamRequest",
         "createdAt", "updatedAt", "attempts", "clearAttempts", "firstAttemptAt", "correlationIds",
         "leaseToken", "leaseHolder", "leaseUntil", "nextAttemptAt", "result", "error", "expiresAt",
-        "dueBucket", "dueAt", "version", "resolution", "publishedVersion", "clientId",
+        "dueBucket", "dueAt", "version", "resolution", "publishedVersion", "clientId", "claimToken",
     }
 )  # fmt: skip
 
@@ -135,6 +135,7 @@ def to_item(op: Operation) -> Item:
         "resolution": to_attribute(op.resolution.to_dict()) if op.resolution is not None else None,
         "publishedVersion": {"N": str(op.published_version)} if op.published_version is not None else None,
         "clientId": {"S": op.client_id} if op.client_id is not None else None,
+        "claimToken": {"S": op.claim_token} if op.claim_token is not None else None,
     }
     item.update({name: av for name, av in optional.items() if av is not None})
     for name, av in op.extra.items():
@@ -183,6 +184,7 @@ def from_item(item: Mapping[str, Mapping[str, Any]]) -> Operation:
         published_version=int(published) if (published := num("publishedVersion")) is not None else None,
         resolution=Resolution.from_dict(from_attribute(resolution)) if resolution is not None else None,
         client_id=s("clientId"),
+        claim_token=s("claimToken"),
         extra={name: dict(av) for name, av in item.items() if name not in _KNOWN},
     )
 

@@ -20,8 +20,8 @@ state per connection) that Codat's own answers keep up to date:
 Every time here is seconds since the epoch on our clock (`time.time()`); platform dates are compared as
 normalised UTC strings (`modified_key`), which sort like the instants they name.
 
-Reservations (operation id + claim token -> amount, `held` or `applied`) are not written yet, but the item
-is shaped for them: `available` = `amountDue` - every reservation, stored so a condition can test it.
+Reservations (operation id + claim token -> amount, `held` or `applied`; `billpay.domain.reservations`)
+live on the bill's item: `available` = `amountDue` - every reservation, stored so a condition can test it.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
+
+from billpay.domain.reservations import Reservation
 
 OPEN_STATUSES: tuple[str, ...] = ("Open", "PartiallyPaid")
 OPEN_BILLS_QUERY = "status=Open||status=PartiallyPaid"
@@ -93,8 +95,9 @@ class IndexedBill:
     modified: str  # `modified_key` of sourceModifiedDate ("" when the platform gives none)
     seen_at: float  # when the refresh that last wrote it began
     body: Mapping[str, Any] = field(compare=False, repr=False)
-    # What in-flight payments hold (the sum of the item's reservations); 0 until reservations exist.
+    # What in-flight payments hold (the sum of the item's reservations), and the reservations themselves.
     reserved: Decimal = Decimal(0)
+    reservations: tuple[Reservation, ...] = field(default=(), compare=False)
 
     @property
     def payable(self) -> bool:
@@ -134,7 +137,7 @@ def merge(stored: IndexedBill | None, incoming: IndexedBill) -> IndexedBill | No
         return incoming
     if not supersedes(incoming.modified, stored.modified):
         return None
-    return replace(incoming, reserved=stored.reserved)
+    return replace(incoming, reserved=stored.reserved, reservations=stored.reservations)
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,15 @@ def refreshed(state: SyncState, began: float) -> SyncState:
     return replace(state, watermark=watermark, version=state.version + 1)
 
 
+def rewound(state: SyncState, first_attempt_at: float) -> SyncState | None:
+    """A payment recorded since `first_attempt_at`: the next incremental refresh must return its bill (to
+    drop its applied reservation), so the watermark goes back to at most then; None if it already is."""
+    target = first_attempt_at - LAG_MARGIN_SECONDS
+    if state.watermark is None or state.watermark <= target:
+        return None
+    return replace(state, watermark=target, version=state.version + 1)
+
+
 def worth_recording(state: SyncState, began: float) -> bool:
     return state.watermark is None or began - state.watermark >= WATERMARK_STEP_SECONDS
 
@@ -250,4 +262,17 @@ class BillIndexStore(Protocol):
 
     def drop(self, key: ConnectionKey, bill_ids: Sequence[str], sync_started_at: float) -> int:
         """Delete bills still unseen since `sync_started_at` and without reservations; the count deleted."""
+        ...
+
+    def reserve(self, key: ConnectionKey, bill_id: str, reservation: Reservation) -> bool:
+        """Add `reservation` if its key is absent and `available` (when the bill reports `amountDue`)
+        covers it, in one conditional write; False when the bill cannot take it (or it is gone)."""
+        ...
+
+    def apply_reservation(self, key: ConnectionKey, bill_id: str, reservation_key: str, at: float) -> None:
+        """Mark a reservation `applied` (its payment was recorded); nothing if it is gone."""
+        ...
+
+    def free(self, key: ConnectionKey, bill_id: str, reservation: Reservation) -> None:
+        """Drop a reservation and give its amount back to `available`; nothing if it is gone."""
         ...

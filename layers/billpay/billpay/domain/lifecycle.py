@@ -199,6 +199,7 @@ def claim(
         expires_at=math.ceil(now) + GUARDING_TTL_SECONDS,
         version=1,
         client_id=client_id,
+        claim_token=lease_token,
     )
     return Transition("claim", operation_id, None, after, reclaim_lapsed_before=now)
 

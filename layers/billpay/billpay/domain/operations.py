@@ -352,6 +352,9 @@ class Operation:
     published_version: int | None = None
     # The client that owns it (v2 scope); None on a v1 record not yet claimed by a client's replay.
     client_id: str | None = None
+    # The token of the claim that created it, never changed: a bill reservation names its claim, so one
+    # left by a claim that lapsed (and was claimed again) is told apart from the live one.
+    claim_token: str | None = None
     # Anything else on the item, carried through untouched.
     extra: Mapping[str, Any] = field(default_factory=dict)
 

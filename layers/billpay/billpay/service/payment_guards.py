@@ -21,9 +21,10 @@ from functools import partial
 
 from billpay.adapters.codat import CodatClient
 from billpay.config import get_settings
-from billpay.domain.bill_index import OPEN_BILLS_QUERY, BillIndexStore
+from billpay.domain.bill_index import OPEN_BILLS_QUERY, BillIndexStore, IndexedBill
 from billpay.domain.currencies import normalize_code
 from billpay.domain.guards import PaymentFacts, first_refusal, payment_currencies
+from billpay.domain.operations import Operation
 from billpay.models.codat import BankAccount, Bill
 from billpay.models.requests import BankAccountCreate, BillPaymentCreate
 from billpay.observability import logger
@@ -41,14 +42,7 @@ from billpay.service.lookups import (
     lookup_cache,
     reset_lookup_cache,
 )
-
-
-def note_payment_recorded(company_id: str, connection_id: str, bill_id: str, amount: Decimal) -> None:
-    """After Codat recorded a payment. The bill index holds only the platform's own values, and the next
-    lookup's incremental refresh reads the bill the payment modified, so nothing is written here.
-
-    This is where a reservation will be marked `applied` (see the bill index's module docstring)."""
-    del company_id, connection_id, bill_id, amount
+from billpay.service.reservations import PaymentHold, Reservations
 
 
 def note_bank_account_created(company_id: str, connection_id: str, account: BankAccount) -> None:
@@ -85,6 +79,13 @@ class BankAccountContext:
     upstream_reads: int = field(default=0, compare=False)
 
 
+def payment_hold() -> PaymentHold:
+    """A payment request's reservation, on this container's bill index and operations table."""
+    from billpay.adapters.operations_dynamodb import operation_store  # noqa: PLC0415
+
+    return PaymentHold(Reservations(default_bill_index(), operation_store(get_settings().table_name)))
+
+
 def default_lookup_deadline(client: CodatClient) -> float:
     """Half the synchronous budget for the lookups: the other half is the write's."""
     return client.deadline(get_settings().sync_budget_seconds / 2)
@@ -100,8 +101,11 @@ def check_payment(
     deadline: float | None = None,
     cache: LookupCache | None = None,
     index: BillIndexStore | None = None,
+    hold: PaymentHold | None = None,
+    claimed: Operation | None = None,
 ) -> PaymentContext:
-    """Look up, then guard, a payment of `request` against bill `bill_id`.
+    """Look up, then guard, a payment of `request` against bill `bill_id`; with `hold` and the `claimed`
+    record, reserve its amount on the bill last (the exact `amount-exceeds-due`).
 
     `deadline` is absolute on the client's clock (`client.deadline(seconds)`); default: half the sync
     budget from now. Returns the context when the payment may be sent; raises `Problem` otherwise
@@ -144,6 +148,23 @@ def check_payment(
     if refusal is not None:
         raise refusal
 
+    if (
+        hold is not None
+        and claimed is not None
+        and not hold.reserve(claimed, (company_id, connection_id), bill_id, request.amount)
+    ):
+        # The bill cannot take it beside what other payments hold: re-read the bill before refusing.
+        lookups = lookups_for(bypass=frozenset({"bill"}))
+        reads += lookups.upstream_reads
+        facts = _facts(lookups)
+        refusal = first_refusal(request, facts, bill_id=bill_id)
+        if refusal is None and not hold.reserve(
+            claimed, (company_id, connection_id), bill_id, request.amount
+        ):
+            refusal = _held_elsewhere(request, lookups.indexed_bill)
+        if refusal is not None:
+            raise refusal
+
     currencies = payment_currencies(facts)
     assert facts.account is not None and facts.bill is not None and currencies is not None
     return PaymentContext(
@@ -158,6 +179,25 @@ def check_payment(
         upstream_reads=reads,
         rechecked=rechecked,
         bill_available=lookups.indexed_bill.available if lookups.indexed_bill is not None else None,
+    )
+
+
+def _held_elsewhere(request: BillPaymentCreate, bill: IndexedBill | None) -> Problem:
+    available = bill.available if bill is not None else None
+    shown = f" ({available} available after other payments in flight)" if available is not None else ""
+    return Problem(
+        422,
+        "amount-exceeds-due",
+        "Amount exceeds amount due",
+        f"amount {request.amount} is more than the bill can take{shown}.",
+        errors=[
+            {
+                "location": "body",
+                "field": "amount",
+                "message": "exceeds what the bill can take",
+                "type": "value_error",
+            }
+        ],
     )
 
 
@@ -214,6 +254,5 @@ __all__ = [
     "connection_key",
     "lookup_cache",
     "note_bank_account_created",
-    "note_payment_recorded",
     "reset_lookup_cache",
 ]

@@ -83,6 +83,15 @@ def prepare_sender(sender: Sender) -> None:
         prepare()
 
 
+class Holds(Protocol):
+    """What a write holds outside its record (a payment's reservation on its bill): let go when the claim
+    is released, settled when the operation ends."""
+
+    def released(self, claimed: Operation) -> None: ...
+
+    def settled(self, op: Operation) -> None: ...
+
+
 class RetryPlanner(Protocol):
     """When a transient outcome is next tried (epoch seconds), or None when the retry window has closed
     (the settle then ends the operation: `failed` only if every attempt taken was clear)."""
@@ -235,16 +244,18 @@ def execute_write(
     sender: Sender,
     budget: Budget,
     retry_planner: RetryPlanner,
-    guard: Callable[[], object] | None = None,
+    guard: Callable[[Operation], object] | None = None,
     on_succeeded: Callable[[Operation], None] | None = None,
     hand_off: QueueHandOff | None = None,
     publisher: EventPublisher | None = None,
+    holds: Holds | None = None,
     clock: Callable[[], float] = time.time,
 ) -> WriteResult:
     """Run one write to its answer (see `WriteResult`).
 
-    `guard` runs after the claim and raises `Problem` to refuse; `on_succeeded` runs once, only when this
-    call's own send succeeded (never on a replay), e.g. to keep a container's lookup cache in step.
+    `guard` runs after the claim, with the claimed record, and raises `Problem` to refuse (it may take
+    `holds`, e.g. a reservation, which are let go if the claim is released and settled when the operation
+    ends); `on_succeeded` runs once, only when this call's own send succeeded (never on a replay).
 
     Every line logged meanwhile carries `operationId`, the key the retry worker and the sweeper log under,
     so one key follows an operation from its request to its end state."""
@@ -267,6 +278,7 @@ def execute_write(
             on_succeeded=on_succeeded,
             hand_off=hand_off,
             publisher=publisher,
+            holds=holds,
             clock=clock,
         )
     finally:
@@ -287,10 +299,11 @@ def _execute_write(
     sender: Sender,
     budget: Budget,
     retry_planner: RetryPlanner,
-    guard: Callable[[], object] | None,
+    guard: Callable[[Operation], object] | None,
     on_succeeded: Callable[[Operation], None] | None,
     hand_off: QueueHandOff | None,
     publisher: EventPublisher | None,
+    holds: Holds | None,
     clock: Callable[[], float],
 ) -> WriteResult:
     started = clock()
@@ -318,7 +331,7 @@ def _execute_write(
     logger.info("operation claimed", extra={"kind": claimed.kind})
     try:
         if guard is not None:
-            guard()
+            guard(claimed)
         prepare_sender(sender)  # e.g. the Codat key: a failure here is still an exit before the send
         if budget.send_timeout(started, clock()) < MIN_SEND_SECONDS:
             raise Problem(
@@ -329,11 +342,11 @@ def _execute_write(
                 headers={"Retry-After": "1"},
             )
     except Problem as refusal:
-        return _release_then(store, claimed, Refused(refusal), clock)
+        return _release_then(store, claimed, Refused(refusal), clock, holds)
     except StoreUnavailable as exc:
-        return _release_then(store, claimed, NotSent(1.0, str(exc)), clock)
+        return _release_then(store, claimed, NotSent(1.0, str(exc)), clock, holds)
     except BaseException:
-        if not _release(store, claimed):
+        if not _release(store, claimed, holds):
             logger.exception("exit before the send, and the claim could not be released")
             return StateUnknown(claimed, _retry_after(claimed, clock()))
         raise
@@ -347,7 +360,9 @@ def _execute_write(
         current = written.current
         if current is not None and same_write(current, claimed):
             # Not marked: our claim is still there, unsent. Release it; answer as any exit before the send.
-            return _release_then(store, claimed, NotSent(1.0, "the write could not be marked sent"), clock)
+            return _release_then(
+                store, claimed, NotSent(1.0, "the write could not be marked sent"), clock, holds
+            )
         if current is None:
             return NotSent(1.0, "the claim is gone; nothing was sent")
         # Someone else holds the record now (nothing was sent by us): answer from what is there.
@@ -557,8 +572,9 @@ def _next_attempt(planner: RetryPlanner, op: Operation, outcome: Outcome, now: f
         return now + (outcome.retry_after or 0.0)
 
 
-def _release(store: OperationStore, claimed: Operation) -> bool:
-    """Release a claim; True once it is confirmed gone (ours no longer stored), else False."""
+def _release(store: OperationStore, claimed: Operation, holds: Holds | None = None) -> bool:
+    """Release a claim; True once it is confirmed gone (ours no longer stored), else False. What the
+    claim held outside its record is let go only then (a claim not confirmed gone may still be sent)."""
     releasing = lifecycle.release(claimed)
     for _ in range(2):
         try:
@@ -567,6 +583,8 @@ def _release(store: OperationStore, claimed: Operation) -> bool:
             logger.exception("could not release a claim", extra={"operationId": claimed.operation_id})
             return False
         if written.applied:
+            if holds is not None:
+                holds.released(claimed)
             return True
         if not (written.known and written.current is not None and same_write(written.current, claimed)):
             return False
@@ -575,9 +593,13 @@ def _release(store: OperationStore, claimed: Operation) -> bool:
 
 
 def _release_then(
-    store: OperationStore, claimed: Operation, result: WriteResult, clock: Callable[[], float]
+    store: OperationStore,
+    claimed: Operation,
+    result: WriteResult,
+    clock: Callable[[], float],
+    holds: Holds | None = None,
 ) -> WriteResult:
     """`result` once the release is confirmed; else 503 operation-state-unknown with the claim."""
-    if _release(store, claimed):
+    if _release(store, claimed, holds):
         return result
     return StateUnknown(claimed, _retry_after(claimed, clock()))
