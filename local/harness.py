@@ -151,10 +151,29 @@ class Stack:
 
     # -- sandbox control (docs/contract.md, Local stack)
     def reset(self) -> None:
-        """Sandbox back to its seed data, every Codat and AWS fault cleared."""
+        """Sandbox back to its seed data, every Codat and AWS fault cleared, and the bill index emptied
+        (it mirrors the sandbox's ledgers, which a reset takes back in time)."""
         self.sandbox.post("/_sandbox/reset").raise_for_status()
         self.clear_faults()
         self.clear_aws_faults()
+        self.clear_bill_index()
+
+    def clear_bill_index(self) -> None:
+        table = self.resources.get("BillIndexTable")
+        if table is None:
+            return
+        start: dict[str, Any] | None = None
+        while True:
+            page = self.dynamodb.scan(
+                TableName=table,
+                ProjectionExpression="pk, sk",
+                **({"ExclusiveStartKey": start} if start else {}),
+            )
+            for item in page.get("Items", []):
+                self.dynamodb.delete_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]})
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return
 
     def clear_faults(self) -> None:
         self.sandbox.delete("/_sandbox/faults").raise_for_status()
