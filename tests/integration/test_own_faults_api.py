@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import httpx
@@ -95,7 +96,9 @@ def _client_rule(stack: Stack, key: str, bill: str) -> httpx.Response:
             return None
         return answer  # a refusal, or an ended operation: decided
 
-    return stack.wait_until(decided, timeout=90, interval=1.0, message="a decided answer")
+    answer = stack.wait_until(decided, timeout=90, interval=1.0, message="a decided answer")
+    assert answer is not None
+    return answer
 
 
 def test_a_mark_sent_whose_answer_is_lost_is_sent_once_and_answered(live: Stack) -> None:
@@ -180,11 +183,12 @@ def test_throttled_writes_everywhere_still_record_each_payment_once(live: Stack)
         answers = list(pool.map(lambda kb: _client_rule(live, *kb), keys))
     live.clear_aws_faults()
     assert all(a.status_code in (201, 202, 422) for a in answers), [a.text for a in answers]
+
+    def ended(op_id: str) -> bool:
+        return bool(live.operation(op_id)["status"] != "pending")
+
     for key, bill in keys:
-        op_id = _op_id(key, bill)
-        live.wait_until(
-            lambda op_id=op_id: live.operation(op_id)["status"] != "pending", timeout=90, interval=0.5
-        )
+        live.wait_until(partial(ended, _op_id(key, bill)), timeout=90, interval=0.5)
     by_reference: dict[str, int] = {}
     for record in live.payments():
         by_reference[record["idempotencyKey"]] = by_reference.get(record["idempotencyKey"], 0) + 1
