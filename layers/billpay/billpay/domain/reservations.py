@@ -17,9 +17,10 @@ live in different tables, without transactions):
 | `succeeded` (or resolved succeeded)                  | `applied` until the platform shows it     |
 | `pending`, `needs_review`, a live claim              | kept `held`                               |
 
-An `applied` reservation is dropped once a refresh that began after the settle (plus a lag margin) has
-returned the bill: Codat's sync reads pass through to the platform, which recorded the payment before
-Codat answered, so that refresh's `amountDue` includes it. Our own arithmetic never touches `amountDue`.
+An `applied` reservation is dropped once a refresh that began after the settle (plus a small margin for
+our own clocks) has returned the bill: Codat's sync reads pass through to the platform, which recorded the
+payment before Codat answered, so that refresh's `amountDue` includes it. Our own arithmetic never touches
+`amountDue`.
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ from billpay.domain.operations import Operation
 ReservationState = Literal["held", "applied"]
 Verdict = Literal["keep", "apply", "drop"]
 
-# Clock skew between us and the platform, and a platform that shows its own write a moment late.
-APPLIED_LAG_SECONDS: Final = 5.0
+# Both times are ours (the settle's, the refresh's start). Codat answered the write only once the platform
+# had it, so a refresh that began after the settle reads it: no margin beyond our own containers' clocks
+# (NTP-synced, milliseconds apart). Were the platform ever to show its write late, a payment could pass our
+# guard on a stale amountDue, and Codat would refuse it (the operation fails; nothing recorded twice).
+APPLIED_LAG_SECONDS: Final = 0.05
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,6 +88,8 @@ class Reservations:
                 self.index.free(key, bill.bill_id, held)
                 dropped = True
             elif judged == "apply":
+                # Its holder never marked it (it died, or a retry ended elsewhere): applied from now, and
+                # dropped by the next refresh that begins after this.
                 self.index.apply_reservation(key, bill.bill_id, held.key, now)
         if dropped:
             logger.info("stale reservations dropped", extra={"billId": bill.bill_id})

@@ -390,6 +390,8 @@ def _execute_write(
     )
     if not settled.known:
         return StateUnknown(settled.op, _retry_after(sent, clock()))
+    if holds is not None and settled.stored:
+        holds.settled(settled.op)
     if settled.op.status == "succeeded" and settled.stored and on_succeeded is not None:
         try:
             on_succeeded(settled.op)
