@@ -22,7 +22,7 @@ from billpay.models.operations import OperationEnvelope
 from billpay.models.requests import BankAccountCreate
 from billpay.observability import logger, with_metrics
 from billpay.service.payment_guards import check_bank_account, note_bank_account_created
-from billpay.write_route import IdempotencyKeyHeader, run_write, write_request
+from billpay.write_route import CLIENT_RULE, IdempotencyKeyHeader, run_write, write_request
 
 app = build_resolver()
 
@@ -30,7 +30,8 @@ app = build_resolver()
 @app.post(
     "/companies/<companyId>/connections/<connectionId>/payables/bankAccounts",
     summary="Create a bank account to pay from (idempotent: Idempotency-Key header required)",
-    description="Codat create-bank-account. One Idempotency-Key is one operation, replays included.",
+    description="Codat create-bank-account. One Idempotency-Key is one operation, replays included."
+    + CLIENT_RULE,
     operation_id="createBankAccount",
     tags=["Bank accounts"],
     responses=route_responses(

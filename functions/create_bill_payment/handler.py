@@ -27,7 +27,7 @@ from billpay.models.requests import BillPaymentCreate
 from billpay.observability import logger, with_metrics
 from billpay.problems import validation_error
 from billpay.service.payment_guards import check_payment, payment_hold
-from billpay.write_route import IdempotencyKeyHeader, run_write, write_request
+from billpay.write_route import CLIENT_RULE, IdempotencyKeyHeader, run_write, write_request
 
 app = build_resolver()
 
@@ -40,7 +40,8 @@ ROUTE = "/companies/<companyId>/connections/<connectionId>/payables/bills/<billI
     description=(
         "Codat create-bill-payment. `amount` is in the bill's currency; `currency` (optional, ours) is "
         "checked against the bill's and never forwarded. One Idempotency-Key is one operation."
-    ),
+    )
+    + CLIENT_RULE,
     operation_id="createBillPayment",
     tags=["Bill payments"],
     responses=route_responses(

@@ -50,6 +50,17 @@ from billpay.service.write_operation import (
     execute_write,
 )
 
+# In every POST's OpenAPI description (docs/contract.md, Client rule): what a client does with each answer.
+CLIENT_RULE = (
+    "\n\n**Client rule.** An answer with `operation` is decided by its `status`: `succeeded` — done; "
+    "`pending` — wait for the event or poll `Location`; `failed` — nothing was recorded, a corrected "
+    "request takes a new Idempotency-Key; `needs_review` — a person decides. Without `operation`: 409 — "
+    "the same key after `Retry-After`; a guard or validation 4xx to the first request with this key — "
+    "nothing was recorded, the corrected request may reuse the key; anything else (any 5xx including 503 "
+    "`operation-state-unknown`, a lost connection, API Gateway's own 502/504/429/403, a 422 "
+    "`idempotency-key-reused`) — retry with the same key and the same body, never a new key."
+)
+
 # Declared so the OpenAPI document shows it; the value is read (and refused) by `idempotency_key`, which
 # answers a missing key with its own 400 `idempotency-key-missing` rather than a generic validation error.
 IdempotencyKeyHeader = Annotated[
