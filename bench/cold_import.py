@@ -10,8 +10,9 @@ function's folder + the layer's package folder, settings-valid environment):
 - `boto3_imported`: whether loading the handler imported boto3 (the list handler must not).
 
 Plus `registry_first_call`: the client registry's first read in a container (boto3, Powertools'
-parameters utility, the SSM provider, parsing), and `secret_first_call`: the one-off cost of the deferred boto3 path for the Codat key (import boto3 and
-build a Secrets Manager client; the network round trip is not included).
+parameters utility, the SSM provider, parsing), and `secret_first_call`: the one-off cost of the
+deferred boto3 path for the Codat key (import boto3 and build a Secrets Manager client; the network round
+trip is not included).
 
 A first, discarded run per measurement writes the .pyc files, as `sam build` precompiles the artifacts.
 Libraries installed only for development (e.g. click, which httpx's CLI imports when present) load on
@@ -104,8 +105,9 @@ from billpay.config import load_settings
 SSMProvider(boto_config=client_config(load_settings({"CODAT_API_KEY": "k"})))
 t3 = time.perf_counter()
 from billpay.domain.clients import parse_registry
-parse_registry(json.loads(json.dumps({"clients": {"app": {"principals": ["arn:aws:iam::123456789012:role/app"],
-    "permissions": ["payments:create"], "companies": ["*"]}}})))
+client = {"principals": ["arn:aws:iam::123456789012:role/app"], "permissions": ["payments:create"],
+    "companies": ["*"]}
+parse_registry(json.loads(json.dumps({"clients": {"app": client}})))
 t4 = time.perf_counter()
 print(json.dumps({"boto3": t1 - t0, "parameters": t2 - t1, "provider": t3 - t2, "parse": t4 - t3}))
 """
