@@ -16,10 +16,11 @@ SAM       := $(SAM_VENV)/bin/sam
 SAM_ENV   := env SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH"
 ENV       ?= default
 
-.PHONY: help venv run test lint typecheck unit integration bench drill openapi build validate deploy resolve callers clean sam-venv
+.PHONY: help venv run events test lint typecheck unit integration bench drill openapi build validate deploy resolve callers clean sam-venv
 
 help:
 	@echo "make run    — start the whole system locally (API :3000, Codat sandbox :4100, AWS emulator :4566)"
+	@echo "make events — tail the local stack's events (one JSON line per end of a write; beside make run)"
 	@echo "make test   — lint, typecheck and the full test suite"
 	@echo "make unit | integration — the unit tier alone (no servers) | the tests against local servers"
 	@echo "make bench  — benchmarks; writes bench/results.json and bench/RESULTS.md"
@@ -38,6 +39,10 @@ venv: $(STAMP)
 
 run: $(STAMP)
 	$(PY) -m local.stack
+
+# Every event the running `make run` stack publishes, one JSON line each (local/events_tail.py).
+events: $(STAMP)
+	$(PY) -m local.events_tail
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -22,7 +22,16 @@ from local.emulator import ACCOUNT_ID, REGION, STACK_NAME, LocalResources, physi
 from local.gateway.events import DEFAULT_CALLER_ARN
 from local.gateway.runtime import api_routes, build_pools
 from local.gateway.server import Gateway
-from local.template import DEFAULT_TEMPLATE, REPO_ROOT, functions, load_template, queues, secrets, tables
+from local.template import (
+    DEFAULT_TEMPLATE,
+    REPO_ROOT,
+    event_buses,
+    functions,
+    load_template,
+    queues,
+    secrets,
+    tables,
+)
 
 DOCUMENT_PATH = REPO_ROOT / "docs" / "openapi.json"
 # `make run`'s API address: the committed document's server, so it can be tried as is.
@@ -45,6 +54,10 @@ def _placeholder_resources(template: dict[str, Any]) -> LocalResources:
     for logical_id in secrets(template):
         arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:{physical_name(logical_id)}"
         found.refs[logical_id] = found.arns[logical_id] = arn
+    for logical_id in event_buses(template):
+        name = physical_name(logical_id)
+        found.refs[logical_id] = name
+        found.arns[logical_id] = f"arn:aws:events:{REGION}:{ACCOUNT_ID}:event-bus/{name}"
     for parameter, spec in (template.get("Parameters") or {}).items():
         if parameter.endswith("SecretArn") and "Default" not in spec:
             found.refs[parameter] = (

@@ -9,6 +9,7 @@ Codat key, for every status and every page; events are read from the emulator's 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import time
 import uuid
@@ -22,6 +23,7 @@ from billpay.adapters.operations_dynamodb import DynamoOperationStore
 from billpay.service.sweep import PUBLISH_GRACE_SECONDS
 
 from local.emulator import EVENTS_TAP
+from local.events_tail import tail, tap_queue_url
 from local.sandbox.seed import (
     ACCOUNT_GBP_CURRENT,
     BILLS_GBP_OPEN,
@@ -360,3 +362,17 @@ def test_a_needs_review_then_its_resolution_publish_one_event_each(tap: Tap) -> 
     assert resolved["detail"]["version"] == resolved_op.version > review["detail"]["version"]
     counts = tap.assert_once_each(operation["operationId"])
     assert len(counts) == 2
+
+
+def test_make_events_prints_each_event_as_one_json_line(tap: Tap) -> None:
+    answer = pay(tap.stack, BILLS_GBP_OPEN[3], 5)
+    assert answer.status_code == 201, answer.text
+    operation_id = operation_of(answer)["operationId"]
+    tap.stack.wait_until(lambda: published(tap.stack, operation_id), message="publication recorded")
+    out = io.StringIO()
+    printed = tail(tap.stack.sqs, tap_queue_url(tap.stack.sqs), out, once=True)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert printed == len(lines) >= 1
+    assert [e["detail-type"] for e in lines if e["detail"]["operationId"] == operation_id] == [
+        "Operation Succeeded"
+    ]
