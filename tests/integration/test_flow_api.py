@@ -232,6 +232,7 @@ class Tap:
         self.stack = stack
         self.queue = stack.resources[EVENTS_TAP]
         self.received: list[tuple[float, dict[str, Any]]] = []
+        self.delays: dict[str, float] = {}  # detail-type -> seconds from the transition to its arrival
 
     def drain(self, wait_seconds: int = 0) -> None:
         while True:
@@ -257,9 +258,10 @@ class Tap:
             self.drain(wait_seconds=1)
             return next(((at, e) for at, e in self.of(operation_id) if e["detail-type"] == detail_type), None)
 
-        at, event = self.stack.wait_until(
-            arrived, timeout=timeout, message=f"{detail_type} of {operation_id}"
-        )
+        found = self.stack.wait_until(arrived, timeout=timeout, message=f"{detail_type} of {operation_id}")
+        assert found is not None
+        at, event = found
+        self.delays[detail_type] = at - since
         assert at - since <= timeout
         return event
 
