@@ -16,10 +16,11 @@ SAM       := $(SAM_VENV)/bin/sam
 SAM_ENV   := env SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH"
 ENV       ?= default
 
-.PHONY: help venv run test lint typecheck unit integration bench drill openapi build validate deploy resolve callers clean sam-venv
+.PHONY: help venv run events test lint typecheck unit integration bench drill openapi build validate deploy resolve callers clean sam-venv
 
 help:
 	@echo "make run    — start the whole system locally (API :3000, Codat sandbox :4100, AWS emulator :4566)"
+	@echo "make events — tail the local stack's events (one JSON line per end of a write; beside make run)"
 	@echo "make test   — lint, typecheck and the full test suite"
 	@echo "make unit | integration — the unit tier alone (no servers) | the tests against local servers"
 	@echo "make bench  — benchmarks; writes bench/results.json and bench/RESULTS.md"
@@ -38,6 +39,10 @@ venv: $(STAMP)
 
 run: $(STAMP)
 	$(PY) -m local.stack
+
+# Every event the running `make run` stack publishes, one JSON line each (local/events_tail.py).
+events: $(STAMP)
+	$(PY) -m local.events_tail
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -73,13 +78,13 @@ openapi: $(STAMP)
 
 # A person's decision on a needs_review payment (docs/runbook.md). Local stack by default; a deployed
 # stack's table with TABLE=<OperationsTableName> and the usual AWS credentials/region in the environment.
-# make resolve OP=<operationId> STATUS=succeeded|failed NOTE="what was checked" [TABLE=...]
+# make resolve OP=<operationId> STATUS=succeeded|failed NOTE="what was checked" [TABLE=... BUS=<event bus>]
 # Who decided is recorded from the caller's AWS identity (STS), not typed in.
 resolve: $(STAMP)
 	@test -n "$(OP)" -a -n "$(STATUS)" -a -n "$(NOTE)" || \
 		{ echo 'usage: make resolve OP=<operationId> STATUS=succeeded|failed NOTE="what was checked" [TABLE=<table>]' >&2; exit 2; }
 	PYTHONPATH=layers/billpay $(PY) -m ops.resolve --operation-id "$(OP)" --status "$(STATUS)" \
-		--note "$(NOTE)" --table "$(TABLE)"
+		--note "$(NOTE)" --table "$(TABLE)" --bus "$(BUS)"
 
 # The client registry (docs/threat-model.md): print it, or edit it with CMD="add|retire|grant|companies|put
 # ...". Local stack by default; a deployed stack's parameter with PARAM=/<stack>/callers (its

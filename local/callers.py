@@ -42,7 +42,14 @@ LOCAL_PARAMETER = f"/{STACK_NAME}/callers"
 LOCAL_CLIENT_ID = "local-app"
 # The role that signs the sample events in events/*.json (sam local invoke -e, tests).
 SAMPLE_EVENTS_ROLE = "arn:aws:iam::123456789012:role/billpay-app"
-EVERY_PERMISSION = ["accounts:read", "accounts:create", "payments:create", "operations:read"]
+EVERY_PERMISSION = [
+    "accounts:read",
+    "accounts:create",
+    "payments:create",
+    "operations:read",
+    "bills:read",
+    "suppliers:read",
+]
 
 # The supervisor does not import the layer (billpay): an assumed role's session is dropped here as the
 # functions drop it (billpay.domain.operations.normalise_caller); the functions validate what is seeded.

@@ -29,8 +29,9 @@ from billpay.service.write_operation import write
 RESOLUTIONS: Final = ("succeeded", "failed")
 MAX_NOTE_LENGTH: Final = 2000
 
-# The local stack's defaults (local/emulator.py): moto on BILLPAY_EMULATOR_PORT, region and table name.
+# The local stack's defaults (local/emulator.py): moto on BILLPAY_EMULATOR_PORT, region, table and bus.
 LOCAL_TABLE: Final = "billpay-local-OperationsTable"
+LOCAL_BUS: Final = "billpay-local-EventBus"
 LOCAL_REGION: Final = "us-east-1"
 
 
@@ -113,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--status", required=True, choices=RESOLUTIONS)
     parser.add_argument("--note", required=True)
     parser.add_argument("--table", default="", help="a deployed stack's table (default: the local stack's)")
+    parser.add_argument(
+        "--bus", default="", help="its event bus (default: EVENT_BUS_NAME, else the local one)"
+    )
     args = parser.parse_args(argv)
     table = _aws_environment(args.table or None)
     store = DynamoOperationStore(table)

@@ -39,6 +39,8 @@ def test_document_lists_every_route_of_the_api(regenerated: dict[str, Any]) -> N
         ("POST", f"{prefix}/bankAccounts", "createBankAccount"),
         ("POST", f"{prefix}/bills/{{billId}}/payments", "createBillPayment"),
         ("GET", "/operations/{operationId}", "getOperation"),
+        ("GET", f"{prefix}/bills", "listBills"),
+        ("GET", f"{prefix}/suppliers", "listSuppliers"),
     }
 
 

@@ -29,6 +29,8 @@ API_GATEWAY_TIMEOUT_SECONDS = 29
 # The functions that call Codat, and so the only ones that may read its key (least privilege).
 CODAT_CALLERS = {
     "ListBankAccountsFunction",
+    "ListBillsFunction",
+    "ListSuppliersFunction",
     "CreateBankAccountFunction",
     "CreateBillPaymentFunction",
     "RetryWorkerFunction",
@@ -39,6 +41,18 @@ CODAT_CALLERS = {
 ALLOWED_ACTIONS: dict[str, set[str]] = {
     # Reads Codat only (and, like every API function, the client registry's one SSM parameter).
     "ListBankAccountsFunction": {"ssm:GetParameter"},
+    "ListSuppliersFunction": {"ssm:GetParameter"},
+    # The bill index (BillIndexTable only): refreshed, then read in pages (Query) or by the ids of a Codat
+    # page (BatchGetItem); a re-sync's end drops closed bills (DeleteItem). Never the operations table.
+    "ListBillsFunction": {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:BatchGetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "ssm:GetParameter",
+    },
     # Reads one operation record.
     "GetOperationFunction": {"dynamodb:GetItem", "ssm:GetParameter"},
     # Claim (Put), mark sent / settle (Update), release a refused claim (Delete); GetItem looks up a key's
@@ -234,6 +248,8 @@ def test_api_routes_are_the_designed_ones() -> None:
         ("POST", "/companies/{companyId}/connections/{connectionId}/payables/bankAccounts"),
         ("POST", "/companies/{companyId}/connections/{connectionId}/payables/bills/{billId}/payments"),
         ("GET", "/operations/{operationId}"),
+        ("GET", "/companies/{companyId}/connections/{connectionId}/payables/bills"),
+        ("GET", "/companies/{companyId}/connections/{connectionId}/payables/suppliers"),
     }
     declared = {
         (str(event["Method"]).upper(), event["Path"])
@@ -453,9 +469,16 @@ def test_each_statement_is_scoped_to_our_own_resources(name: str) -> None:
                 assert "RetryQueue" in text and "DeadLetter" not in text
 
 
-def test_the_list_function_touches_neither_table_nor_queue() -> None:
-    actions = function_actions(FUNCTIONS["ListBankAccountsFunction"])
+@pytest.mark.parametrize("name", ["ListBankAccountsFunction", "ListSuppliersFunction"])
+def test_the_codat_pass_through_lists_touch_neither_table_nor_queue(name: str) -> None:
+    actions = function_actions(FUNCTIONS[name])
     assert not {a for a in actions if a.startswith(("dynamodb:", "sqs:"))}
+
+
+def test_the_bills_list_touches_only_the_bill_index() -> None:
+    for actions, resources, _ in policy_statements(FUNCTIONS["ListBillsFunction"].get("Policies")):
+        if any(a.startswith("dynamodb:") for a in actions):
+            assert resources == [{"Fn::GetAtt": ["BillIndexTable", "Arn"]}]
 
 
 def test_only_functions_that_call_codat_may_read_the_secret() -> None:

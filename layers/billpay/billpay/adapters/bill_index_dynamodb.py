@@ -40,6 +40,9 @@ STATE_SK: Final = "sync"
 BILL_PREFIX: Final = "bill#"
 # Bills of one page are written concurrently: a first sync of thousands of bills is one UpdateItem each.
 WRITE_THREADS: Final = 16
+# BatchGetItem reads at most 100 keys; unprocessed keys (throttling) are asked for again a few times.
+BATCH_GET_KEYS: Final = 100
+BATCH_GET_ROUNDS: Final = 5
 
 _CLIENT_CONFIG: Final = Config(
     connect_timeout=2,
@@ -344,3 +347,56 @@ class DynamoDBBillIndex:
             return 1
 
         return sum(self._executor().map(delete, bill_ids))
+
+    # --- the list-bills route -------------------------------------------------------------------------
+
+    def bills_after(self, key: ConnectionKey, after: str | None, limit: int) -> list[IndexedBill]:
+        found: list[IndexedBill] = []
+        start: dict[str, Any] | None = (
+            {"pk": {"S": partition(key)}, "sk": {"S": BILL_PREFIX + after}} if after is not None else None
+        )
+        while len(found) < limit:
+            request: dict[str, Any] = {
+                "TableName": self.table_name,
+                "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+                "ExpressionAttributeValues": {":pk": {"S": partition(key)}, ":prefix": {"S": BILL_PREFIX}},
+                "ConsistentRead": True,
+                "Limit": limit - len(found),
+            }
+            if start is not None:
+                request["ExclusiveStartKey"] = start
+            answer = self._client.query(**request)
+            found += [_bill_from_item(item) for item in answer.get("Items", [])]
+            start = answer.get("LastEvaluatedKey")
+            if not start:
+                break
+        return found
+
+    def reserved_totals(self, key: ConnectionKey, bill_ids: Sequence[str]) -> dict[str, Decimal]:
+        totals: dict[str, Decimal] = {}
+        unique = list(dict.fromkeys(bill_ids))
+        for start in range(0, len(unique), BATCH_GET_KEYS):
+            keys: list[dict[str, Any]] = [
+                {"pk": {"S": partition(key)}, "sk": {"S": BILL_PREFIX + bill_id}}
+                for bill_id in unique[start : start + BATCH_GET_KEYS]
+            ]
+            for _ in range(BATCH_GET_ROUNDS):
+                answer = self._client.batch_get_item(
+                    RequestItems={
+                        self.table_name: {
+                            "Keys": keys,
+                            "ProjectionExpression": "billId, reservedTotal",
+                            "ConsistentRead": True,
+                        }
+                    }
+                )
+                for item in answer.get("Responses", {}).get(self.table_name, []):
+                    totals[_string(item, "billId") or ""] = _number(item, "reservedTotal") or Decimal(0)
+                unprocessed: Mapping[str, Any] = answer.get("UnprocessedKeys") or {}
+                keys = list((unprocessed.get(self.table_name) or {}).get("Keys") or [])
+                if not keys:
+                    break
+            else:
+                raise RuntimeError("the bill index left keys unprocessed after every round")
+        totals.pop("", None)
+        return totals

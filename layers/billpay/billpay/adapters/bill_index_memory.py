@@ -105,6 +105,22 @@ class InMemoryBillIndex:
                 reservations=tuple(r for r in bill.reservations if r.key != reservation.key),
             )
 
+    def bills_after(self, key: ConnectionKey, after: str | None, limit: int) -> list[IndexedBill]:
+        floor = None if after is None else after.encode()
+        with self._lock:
+            stored = self._bills.get(key, {})
+            # DynamoDB's order: the UTF-8 bytes of the sort key.
+            ordered = sorted(
+                (bill for bill_id, bill in stored.items() if floor is None or bill_id.encode() > floor),
+                key=lambda bill: bill.bill_id.encode(),
+            )
+        return ordered[:limit]
+
+    def reserved_totals(self, key: ConnectionKey, bill_ids: Sequence[str]) -> dict[str, Decimal]:
+        with self._lock:
+            stored = self._bills.get(key, {})
+            return {bill_id: stored[bill_id].reserved for bill_id in bill_ids if bill_id in stored}
+
     def hold(self, key: ConnectionKey, bill_id: str, amount: str) -> None:
         """Test hook until reservations exist: make a bill's reservations total `amount`."""
         with self._lock:

@@ -34,6 +34,7 @@ from billpay.adapters.secrets import get_codat_api_key
 from billpay.config import Settings, get_settings
 from billpay.domain.bounds import codat_error_fields, parse_retry_after
 from billpay.models.codat import UUID_PATTERN, Bills, CompanyInformation, PaymentMappingOptions
+from billpay.models.lists import Suppliers
 from billpay.observability import logger
 
 MAX_READ_RETRIES = 2
@@ -306,6 +307,19 @@ class CodatClient:
         """list-bills: one page (Codat has no endpoint for one bill)."""
         params = _params(query=query, continuationToken=continuation_token)
         return self._get_model(bills_path(company_id, connection_id), params, Bills, "list-bills", deadline)
+
+    def list_suppliers(
+        self,
+        company_id: str,
+        connection_id: str,
+        continuation_token: str | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> Suppliers:
+        """list-suppliers: one page, numbers as Codat wrote them (passed on unchanged)."""
+        params = _params(continuationToken=continuation_token)
+        path = connection_path(company_id, connection_id) + "/payables/suppliers"
+        return self._get_model(path, params, Suppliers, "list-suppliers", deadline, decimals=False)
 
     # --------------------------------------------------------------------------------------- writes
 

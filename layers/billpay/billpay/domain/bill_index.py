@@ -109,7 +109,21 @@ class IndexedBill:
         return None if self.amount_due is None else self.amount_due - self.reserved
 
     def body_json(self) -> str:
-        return json.dumps(self.body, separators=(",", ":"), default=str)
+        """Codat's body as JSON, its amounts as JSON numbers again: the list-bills route serves it as
+        Codat sent it."""
+        return json.dumps(self.body, separators=(",", ":"), default=_json_number)
+
+
+def _json_number(value: Any) -> Any:
+    """A Decimal as the JSON number it was parsed from (a float that reads back as the same amount; an
+    amount no float holds exactly stays a string, so no digit is ever lost)."""
+    if isinstance(value, Decimal) and value.is_finite():
+        if value == value.to_integral_value() and abs(value) < 2**53:
+            return int(value)
+        as_float = float(value)
+        if Decimal(repr(as_float)) == value:
+            return as_float
+    return str(value)
 
 
 def from_codat(body: Mapping[str, Any], seen_at: float) -> IndexedBill | None:
@@ -275,4 +289,12 @@ class BillIndexStore(Protocol):
 
     def free(self, key: ConnectionKey, bill_id: str, reservation: Reservation) -> None:
         """Drop a reservation and give its amount back to `available`; nothing if it is gone."""
+
+    def bills_after(self, key: ConnectionKey, after: str | None, limit: int) -> list[IndexedBill]:
+        """Up to `limit` bills of the connection in bill id order (UTF-8 bytes, as DynamoDB sorts),
+        starting after the bill id `after` (None: from the first): the list-bills route's pages."""
+        ...
+
+    def reserved_totals(self, key: ConnectionKey, bill_ids: Sequence[str]) -> dict[str, Decimal]:
+        """What in-flight payments hold on each of these bills (bills the index lacks are left out)."""
         ...

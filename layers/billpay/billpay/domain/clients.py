@@ -10,7 +10,8 @@ The registry document (one SSM String parameter, JSON):
     {"clients": {"<clientId>": {
         "principals": ["arn:aws:iam::<acct>:role/<name>", "arn:aws:iam::<acct>:user/<name>", ...],
         "retiredPrincipals": ["arn:aws:iam::<acct>:role/<old name>", ...],      # optional
-        "permissions": ["accounts:read", "accounts:create", "payments:create", "operations:read"],
+        "permissions": ["accounts:read", "accounts:create", "payments:create", "operations:read",
+                        "bills:read", "suppliers:read"],
         "companies": ["*"] | ["<companyId>", ...]}}}
 
 A retired principal stays listed under its client with no permission at all: it can no longer call, but
@@ -27,12 +28,16 @@ from typing import Any, Final, Literal
 
 from billpay.domain.operations import UnknownCaller, normalise_caller
 
-Permission = Literal["accounts:read", "accounts:create", "payments:create", "operations:read"]
+Permission = Literal[
+    "accounts:read", "accounts:create", "payments:create", "operations:read", "bills:read", "suppliers:read"
+]
 PERMISSIONS: Final[tuple[Permission, ...]] = (
     "accounts:read",
     "accounts:create",
     "payments:create",
     "operations:read",
+    "bills:read",
+    "suppliers:read",
 )
 ALL_COMPANIES: Final = "*"
 

@@ -380,23 +380,10 @@ class BillLookup:
         refreshed = False
 
         if plan.incremental_since is not None:
-            query = bill_index.incremental_query(plan.incremental_since)
-            token: str | None = None
-            tokens: set[str] = set()
-            while True:
-                page, token = self._page(company_id, connection_id, query, token, deadline)
-                reads += 1
-                bills = _indexed(page, now)
-                self.store.put_bills(key, bills)
-                seen.update((bill.bill_id, bill) for bill in bills)
-                if token is None:
-                    break
-                if token in tokens or reads >= MAX_PAGES:
-                    raise CodatUnavailableError("pagination does not end (a continuation token repeats)")
-                tokens.add(token)
             assert state is not None  # a watermark means a state
-            if bill_index.worth_recording(state, now):
-                state = self._write(key, state, bill_index.refreshed(state, now))
+            state, reads = self._refresh_incrementally(
+                key, company_id, connection_id, state, plan.incremental_since, now, seen, deadline
+            )
             refreshed = True
 
         if plan.start_full_sync:
@@ -415,6 +402,73 @@ class BillLookup:
         complete = state is not None and state.complete
         fresh = bill_id in seen or (refreshed and complete and bill is not None)
         return BillFound(bill, fresh, reads)
+
+    def _refresh_incrementally(
+        self,
+        key: ConnectionKey,
+        company_id: str,
+        connection_id: str,
+        state: SyncState,
+        since: float,
+        now: float,
+        seen: dict[str, IndexedBill],
+        deadline: float,
+    ) -> tuple[SyncState | None, int]:
+        """Page `sourceModifiedDate>since` into the index (each bill also into `seen`); move the
+        watermark to `now` when that is worth a write. The state to go on from, and the pages read."""
+        query = bill_index.incremental_query(since)
+        token: str | None = None
+        tokens: set[str] = set()
+        reads = 0
+        while True:
+            page, token = self._page(company_id, connection_id, query, token, deadline)
+            reads += 1
+            bills = _indexed(page, now)
+            self.store.put_bills(key, bills)
+            seen.update((bill.bill_id, bill) for bill in bills)
+            if token is None:
+                break
+            if token in tokens or reads >= MAX_PAGES:
+                raise CodatUnavailableError("pagination does not end (a continuation token repeats)")
+            tokens.add(token)
+        if bill_index.worth_recording(state, now):
+            return self._write(key, state, bill_index.refreshed(state, now)), reads
+        return state, reads
+
+    def refresh(self, company_id: str, connection_id: str, deadline: float) -> int:
+        """Bring the connection's index up to date for a listing: the incremental refresh, then any full
+        sync carried on to its last page (a connection never synced is paged in full once). Afterwards the
+        index lists every open bill. Returns the pages read; raises CodatError as the reads do."""
+        key = connection_key(company_id, connection_id)
+        now = self.wall_clock()
+        state = self.store.state(key)
+        plan = bill_index.plan_refresh(state, now, self.resync_seconds)
+        reads = 0
+        if plan.incremental_since is not None:
+            assert state is not None  # a watermark means a state
+            state, reads = self._refresh_incrementally(
+                key, company_id, connection_id, state, plan.incremental_since, now, {}, deadline
+            )
+        if plan.start_full_sync:
+            state = self._write(key, state, bill_index.started(state, now))
+        # A sync listing complete is all a listing needs: a re-sync in progress (of an index that already
+        # lists every open bill, kept current by the incremental refresh) is carried on by the payments'
+        # lookups, a few pages at a time, and need not make this answer wait.
+        rounds = 0
+        while state is None or not state.complete:
+            rounds += 1
+            if reads >= MAX_PAGES or rounds > MAX_PAGES:
+                raise CodatUnavailableError("the bill sync does not end")
+            if state is None or not state.syncing:
+                state = self._write(key, state, bill_index.started(state, self.wall_clock()))
+                continue
+            # No bill id to stop at: the sync runs to its last page (or until another container's write
+            # wins, and then from the state it wrote).
+            state, pages = self._carry_on_sync(
+                key, company_id, connection_id, state, "", known=False, deadline=deadline
+            )
+            reads += len(pages)
+        return reads
 
     def _write(self, key: ConnectionKey, before: SyncState | None, after: SyncState) -> SyncState | None:
         """Write the state; when another container wrote first, theirs is the state to go on from."""
