@@ -6,12 +6,9 @@ accounts' listing does), every supplier — Active and Archived — as Codat's o
 
 from __future__ import annotations
 
-from billpay.adapters.codat import CodatBadRequestError, CodatClient, CodatError, get_codat_client
-from billpay.models.codat import Pagination
+from billpay.adapters.codat import CodatClient, get_codat_client
 from billpay.models.lists import SuppliersPage
-from billpay.observability import logger
-from billpay.problems import Problem
-from billpay.service.read_errors import problem_for_read_error
+from billpay.service.read_errors import passed_on, read_page
 
 
 def list_suppliers(
@@ -22,35 +19,12 @@ def list_suppliers(
     client: CodatClient | None = None,
 ) -> SuppliersPage:
     codat = client or get_codat_client()
-    try:
-        answer = codat.list_suppliers(company_id.lower(), connection_id.lower(), continuation_token)
-    except CodatBadRequestError as error:
-        if continuation_token is not None:
-            # The one caller-supplied value Codat interprets itself: a stale or forged token is bad input.
-            raise Problem(
-                400,
-                "validation-error",
-                "Invalid request",
-                "Codat did not accept the continuation token.",
-                errors=[
-                    {
-                        "location": "query",
-                        "field": "continuationToken",
-                        "message": "not a continuation token Codat accepts",
-                        "type": "value_error",
-                    }
-                ],
-                upstream=error.upstream or None,
-            ) from None
-        raise problem_for_read_error(error) from None
-    except CodatError as error:
-        logger.warning(
-            "listing suppliers failed", extra={"codat_error": error.kind, "upstream_status": error.status}
-        )
-        raise problem_for_read_error(error) from None
-    token = answer.pagination.continuation_token if answer.pagination else None
-    pagination = Pagination(continuationToken=token) if token else Pagination()
-    return SuppliersPage(suppliers=answer.results, pagination=pagination)
+    answer = read_page(
+        "suppliers",
+        continuation_token,
+        lambda: codat.list_suppliers(company_id.lower(), connection_id.lower(), continuation_token),
+    )
+    return SuppliersPage(suppliers=answer.results, pagination=passed_on(answer.pagination))
 
 
 __all__ = ["list_suppliers"]

@@ -7,6 +7,8 @@ connection → 502 `upstream-unavailable`; a timeout → 504 `upstream-unavailab
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 from billpay.adapters.codat import (
     CodatBadRequestError,
@@ -16,7 +18,11 @@ from billpay.adapters.codat import (
     CodatRejectedError,
     CodatTimeoutError,
 )
+from billpay.models.codat import Pagination
+from billpay.observability import logger
 from billpay.problems import Problem
+
+T = TypeVar("T")
 
 
 def problem_for_read_error(
@@ -64,4 +70,40 @@ def problem_for_read_error(
     )
 
 
-__all__ = ["problem_for_read_error"]
+def read_page(what: str, continuation_token: str | None, read: Callable[[], T]) -> T:
+    """One page of a Codat listing passed through, its failures answered as problems: a continuation token
+    Codat refuses is the caller's bad input (the one value Codat interprets itself); the rest as above."""
+    try:
+        return read()
+    except CodatBadRequestError as error:
+        if continuation_token is not None:
+            raise Problem(
+                400,
+                "validation-error",
+                "Invalid request",
+                "Codat did not accept the continuation token.",
+                errors=[
+                    {
+                        "location": "query",
+                        "field": "continuationToken",
+                        "message": "not a continuation token Codat accepts",
+                        "type": "value_error",
+                    }
+                ],
+                upstream=error.upstream or None,
+            ) from None
+        raise problem_for_read_error(error) from None
+    except CodatError as error:
+        logger.warning(
+            f"listing {what} failed", extra={"codat_error": error.kind, "upstream_status": error.status}
+        )
+        raise problem_for_read_error(error) from None
+
+
+def passed_on(pagination: Pagination | None) -> Pagination:
+    """Only Codat's continuation token is handed on, and only when there is one (built afresh)."""
+    token = pagination.continuation_token if pagination else None
+    return Pagination(continuationToken=token) if token else Pagination()
+
+
+__all__ = ["passed_on", "problem_for_read_error", "read_page"]
