@@ -54,6 +54,7 @@ def env(aws_emulator: Any, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Ite
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("CODAT_API_KEY_SECRET_ARN", raising=False)
     monkeypatch.setenv("CODAT_API_KEY", sandbox.api_key)
+    aws_emulator.clear_table("BillIndexTable")
     _reset()
     yield sandbox
     _reset()
