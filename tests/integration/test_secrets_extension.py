@@ -131,11 +131,24 @@ class _Context:
 def test_a_key_that_cannot_be_fetched_is_a_503_service_unavailable_never_a_500(
     extension: FakeExtension, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from billpay import authz  # noqa: PLC0415
     from billpay.adapters.codat import set_codat_client  # noqa: PLC0415
     from billpay.config import reset_settings  # noqa: PLC0415
+    from billpay.domain.clients import parse_registry  # noqa: PLC0415
 
     from functions.list_bank_accounts.handler import lambda_handler  # noqa: PLC0415
 
+    # The caller is authorised from a registry of its own (no SSM here): the key fetch is what fails.
+    sample_role = "arn:aws:iam::123456789012:role/billpay-app"
+    authz.use_registry_loader(
+        lambda: parse_registry(
+            {
+                "clients": {
+                    "app": {"principals": [sample_role], "permissions": ["accounts:read"], "companies": ["*"]}
+                }
+            }
+        )
+    )
     extension.status = 500
     monkeypatch.delenv("CODAT_API_KEY", raising=False)
     monkeypatch.setenv("CODAT_API_KEY_SECRET_ARN", ARN)
@@ -148,6 +161,7 @@ def test_a_key_that_cannot_be_fetched_is_a_503_service_unavailable_never_a_500(
     finally:
         set_codat_client(None)
         reset_settings()
+        authz.use_registry_loader(None)
     assert result["statusCode"] == 503, result["body"]
     assert json.loads(result["body"])["type"].endswith("/problems/service-unavailable")
     assert result["multiValueHeaders"]["Retry-After"] == ["2"]
