@@ -119,7 +119,18 @@ def answers() -> Iterator[Counter[tuple[str, int]]]:
 @pytest.fixture(scope="module")
 def api_schema(fuzz_stack: Stack) -> Any:
     config = schemathesis.Config()
-    loaded = schemathesis.openapi.from_url(f"{fuzz_stack.api_url}/openapi.json", config=config)
+    document = fuzz_stack.client.get("/openapi.json").json()
+    # SigV4 is API Gateway's to check (it answers 403 unsigned before any of our code runs); the local
+    # gateway stands in for it, so a request without `Authorization` is no schema violation here.
+    document.pop("security", None)
+    document.get("components", {}).pop("securitySchemes", None)
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            if isinstance(operation, dict):
+                operation.pop("security", None)
+    document["servers"] = [{"url": fuzz_stack.api_url}]
+    loaded = schemathesis.openapi.from_dict(document, config=config)
+    loaded.config.update(base_url=fuzz_stack.api_url)
     loaded.config.generation.update(
         modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], deterministic=True, database="none"
     )
@@ -206,9 +217,11 @@ def _payable(case: Any, ids: tuple[str, str, str, str], amount: Decimal, date: s
 def test_the_gateway_serves_the_committed_document(fuzz_stack: Stack) -> None:
     served = fuzz_stack.client.get("/openapi.json").json()
     committed = json.loads(DOCUMENT_PATH.read_text(encoding="utf-8"))
-    # Only the server differs: the gateway names the address it listens on.
-    assert served.pop("servers") == [{"url": fuzz_stack.api_url}]
-    committed.pop("servers")
+    # Only the local server differs: the gateway names the address it listens on first, then the
+    # deployed one as the committed document does.
+    served_servers, committed_servers = served.pop("servers"), committed.pop("servers")
+    assert served_servers[0]["url"] == fuzz_stack.api_url
+    assert served_servers[1:] == committed_servers[1:]
     assert served == committed
 
 
