@@ -119,7 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     table = _aws_environment(args.table or None)
-    store = DynamoOperationStore(table)
+    import boto3  # noqa: PLC0415 — an operator command: boto3's own defaults, no function settings
+
+    store = DynamoOperationStore(table, client=boto3.client("dynamodb"))
     where = "the deployed table" if args.table else "the local stack (is `make run` running?)"
     try:
         by = caller_identity()

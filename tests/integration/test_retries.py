@@ -243,7 +243,7 @@ def _worker_env(stack: Stack) -> dict[str, str]:
     return {**os.environ, **env, "PYTHONPATH": f"{REPO_ROOT}:{REPO_ROOT / 'layers' / 'billpay'}"}
 
 
-# The worker gets an 8 s deadline (it was 4 s): it now builds its client and fetches the Codat key before it
+# The worker gets a 12 s deadline (it was 4 s): it now builds its client and fetches the Codat key before it
 # takes the lease and sizes its attempt from the time left, and a cold process on a loaded machine can spend
 # two seconds on that; with too little left it sends nothing ("no_time") and the kill never comes.
 _RUN_WORKER = """
@@ -256,7 +256,7 @@ body = sys.argv[1]
 event = {"Records": [{"messageId": "killed-1", "receiptHandle": "r", "body": body, "attributes":
          {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
          "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}]}
-print(lambda_handler(event, LambdaContext(spec, "killed", int((time.time() + 8) * 1000))), flush=True)
+print(lambda_handler(event, LambdaContext(spec, "killed", int((time.time() + 12) * 1000))), flush=True)
 """
 
 
