@@ -222,6 +222,8 @@ def _drain(emulator_process: bool) -> dict[str, Any]:
         "succeeded": sum(1 for s in states.values() if s == "succeeded"),
         "lost_still_pending": len(pending),
         "duplicated": sum(1 for count in per_key.values() if count > 1),
+        # The drain is CPU work on a machine of few cores: other load on it slows the drain, not the ideal.
+        "load_average_1m_after": round(os.getloadavg()[0], 2),
     }
 
 

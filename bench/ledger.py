@@ -53,7 +53,7 @@ from local.sandbox.seed import (
 from local.sandbox.server import start_sandbox
 from local.template import load_template, tables
 
-NAME = "ledger"
+NAME = "Ledger: Codat requests and wall time per payment with the bill index and reservations (large seed)"
 HERE = Path(__file__).parent
 PAGE_SIZE = 100
 LATENCIES_MS = tuple(int(v) for v in os.environ.get("BENCH_LEDGER_LATENCIES_MS", "0,300").split(","))
