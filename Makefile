@@ -23,7 +23,7 @@ help:
 	@echo "make events — tail the local stack's events (one JSON line per end of a write; beside make run)"
 	@echo "make test   — lint, typecheck and the full test suite"
 	@echo "make unit | integration — the unit tier alone (no servers) | the tests against local servers"
-	@echo "make bench  — benchmarks; writes bench/results.json and bench/RESULTS.md"
+	@echo "make bench [SECTIONS=\"ledger drain\"] — benchmarks (all, or those sections); writes bench/results.json and bench/RESULTS.md"
 	@echo "make drill [N=200] [AWS_FAULTS=0.1] — exactly-once drill under random Codat (and AWS) faults; writes bench/drill.json"
 	@echo "make openapi — regenerate docs/openapi.json from the handlers"
 	@echo "make callers [PARAM=...] [CMD=...] — print or edit the client registry (who may call, what for)"

@@ -1,7 +1,9 @@
 """`make bench`: runs every benchmark section and writes bench/results.json and bench/RESULTS.md.
 
-Each section is a module in this package with `NAME: str` and `run() -> dict[str, object]`; a section that
-fails is reported as such without hiding the others' numbers.
+Each section is a module in this package with `NAME: str` and `run() -> dict[str, object]` (and, if its
+figures read better as a table of its own, `markdown(results) -> list[str]`); a section that fails is
+reported as such without hiding the others' numbers. `make bench SECTIONS="ledger drain"` refreshes only
+those sections and keeps the others' last figures.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import os
 import platform
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 # Order matters only for reading; each section starts whatever it needs and stops it again.
 SECTIONS = [
@@ -21,6 +25,9 @@ SECTIONS = [
     "bench.sandbox_throughput",
     "bench.routes",
     "bench.writes",
+    "bench.costs",
+    "bench.ledger",
+    "bench.flow",
     "bench.drain",
     "bench.memory",
     "bench.artifacts",
@@ -83,16 +90,30 @@ def _markdown(results: dict[str, object]) -> str:
     ]
     sections = results["sections"]
     assert isinstance(sections, dict)
-    for section in sections.values():
+    for short, section in sections.items():
         lines += [f"## {section['name']}", ""]
         if "error" in section:
             lines += ["Failed:", "", "```", str(section["error"]), "```", ""]
+            continue
+        render = _renderer(short)
+        if render is not None:
+            lines += render(section["results"])
             continue
         lines += ["| figure | value |", "|---|---|"]
         for key, value in _flatten(section["results"]):
             lines.append(f"| {key} | {value} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _renderer(short: str) -> Callable[[Any], list[str]] | None:
+    """The section's own table, if its module has one (`markdown(results)`)."""
+    try:
+        module = importlib.import_module(f"bench.{short}")
+    except ImportError:
+        return None
+    render = getattr(module, "markdown", None)
+    return render if callable(render) else None
 
 
 def _flatten(value: object, prefix: str = "") -> list[tuple[str, object]]:

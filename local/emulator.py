@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
+import threading
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -289,3 +292,77 @@ def start_emulator(host: str = "127.0.0.1", port: int = 0) -> EmulatorHandle:
     server.start()
     _, bound_port = server.get_host_and_port()
     return EmulatorHandle(server=server, host=host, port=bound_port)
+
+
+@dataclass
+class EmulatorProcess:
+    """moto in a process of its own (`start_emulator_process`): the same address and `close` as
+    `EmulatorHandle`, without sharing the caller's interpreter lock."""
+
+    process: subprocess.Popen[bytes]
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()  # the child stops when its stdin ends (see `_serve`)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+_READY_PREFIX = b"billpay-emulator ready "
+
+
+def start_emulator_process(host: str = "127.0.0.1", port: int = 0, timeout: float = 60.0) -> EmulatorProcess:
+    """moto in server mode in a child process (`python -m local.emulator`); `port=0` picks a free port.
+
+    Locally the supervisor process also runs the fault proxy, the sandbox, the gateway's server and the
+    SQS pollers: with moto on a thread there, every DynamoDB and SQS request of the stack waits for that
+    one interpreter lock. In its own process moto gets a core of its own. The child ends when its stdin
+    closes: when `close()` is called, or when this process dies however it dies.
+    """
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "local.emulator", host, str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    found: list[int] = []
+
+    def read_ready() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith(_READY_PREFIX):
+                found.append(int(line[len(_READY_PREFIX) :]))
+                return
+
+    reader = threading.Thread(target=read_ready, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not found:
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"the emulator process did not start within {timeout:g} s")
+    return EmulatorProcess(process=process, host=host, port=found[0])
+
+
+def _serve(host: str, port: int) -> None:
+    handle = start_emulator(host, port)
+    sys.stdout.buffer.write(_READY_PREFIX + str(handle.port).encode() + b"\n")
+    sys.stdout.flush()
+    sys.stdin.buffer.read()  # until the parent closes it, or dies
+    handle.close()
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1], int(sys.argv[2]))
+    sys.stdout.flush()
+    os._exit(0)  # skip finalising moto's module graph

@@ -10,6 +10,8 @@ Settings (environment):
     (the emulator's port is a fault-injecting proxy in front of moto, see local/aws_faults.py; moto itself
     listens on a free internal port, `emulator_direct_url` in the ready document)
   BILLPAY_LOCAL_HOST (127.0.0.1), BILLPAY_LOCAL_CONCURRENCY (4 workers per function)
+  BILLPAY_EMULATOR_PROCESS (0) — 1 runs moto in a process of its own instead of on a thread of this one
+    (this process also serves the fault proxy, the sandbox, the gateway and the pollers: one GIL)
   BILLPAY_LOCAL_CALLER_ARN — the caller every request is signed as (header X-Local-Caller-Arn overrides)
   BILLPAY_SWEEP_INTERVAL_SECONDS (60) — how often scheduled functions run
   BILLPAY_LOCAL_VISIBILITY_TIMEOUT_SECONDS — receive with this visibility timeout instead of the queue's
@@ -39,7 +41,7 @@ from types import FrameType
 from typing import Any
 
 from local.aws_faults import start_fault_proxy
-from local.emulator import create_resources, start_emulator
+from local.emulator import create_resources, start_emulator, start_emulator_process
 from local.gateway.events import DEFAULT_CALLER_ARN
 from local.gateway.runtime import api_routes, build_pools
 from local.gateway.server import Gateway, start_gateway
@@ -68,6 +70,7 @@ class StackSettings:
     ready_file: str | None
     access_log: bool
     external_codat_url: str | None
+    emulator_process: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> StackSettings:
@@ -85,6 +88,7 @@ class StackSettings:
             ready_file=env.get("BILLPAY_LOCAL_READY_FILE"),
             access_log=env.get("BILLPAY_LOCAL_ACCESS_LOG", "1") != "0",
             external_codat_url=env.get("CODAT_BASE_URL"),
+            emulator_process=env.get("BILLPAY_EMULATOR_PROCESS", "0") == "1",
         )
 
 
@@ -137,7 +141,11 @@ def run(env: dict[str, str], *, on_ready: Callable[[dict[str, Any]], None] | Non
             specs = functions(template, base_dir=settings.template_path.parent)
 
             # moto on an internal port; the functions reach it through the fault proxy on the public one.
-            emulator = start_emulator(settings.host, 0)
+            emulator = (
+                start_emulator_process(settings.host, 0)
+                if settings.emulator_process
+                else start_emulator(settings.host, 0)
+            )
             cleanup.callback(emulator.close)
             proxy = start_fault_proxy(settings.host, settings.emulator_port, emulator.host, emulator.port)
             cleanup.callback(proxy.close)
