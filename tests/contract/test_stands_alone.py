@@ -55,7 +55,6 @@ def test_a_planted_citation_is_found(tmp_path: Path) -> None:
     assert outside_references("notes.md", root=tmp_path) == [f"notes.md:2: see {OUTSIDE_REFERENCES[0]}4"]
 
 
-@pytest.mark.xfail(strict=False, reason="lead's files pending")
 def test_no_tracked_file_cites_an_outside_document() -> None:
     found = [hit for relative in tracked_files() for hit in outside_references(relative)]
     assert not found, "cite docs/contract.md instead:\n" + "\n".join(found)

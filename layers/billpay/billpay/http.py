@@ -353,7 +353,7 @@ def request_base_path(event: Mapping[str, Any]) -> str:
 
 
 def operation_location(event: Mapping[str, Any], operation_id: str) -> str:
-    """`Location` of an operation: the request's base + `/operations/{id}` (DESIGN §2)."""
+    """`Location` of an operation: the request's base + `/operations/{id}` (docs/contract.md, API)."""
     return f"{request_base_path(event)}/operations/{quote(operation_id, safe='')}"
 
 

@@ -9,7 +9,7 @@
 - Reads retry at most twice (exponential backoff with full jitter, never before `Retry-After`) inside a
   deadline, then raise a typed `CodatError`.
 - Writes get a low-level `post_keyed` that neither retries nor classifies: the outcome of a keyed write
-  is classified once, in domain code (DESIGN §4), and httpx exceptions propagate to it.
+  is classified once, in domain code (docs/contract.md, Outcome table), and httpx exceptions propagate to it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every upstream outcome of a keyed write, classified once, here (DESIGN §4's table).
+"""Every upstream outcome of a keyed write, classified once, here (docs/contract.md, Outcome table).
 
 | upstream outcome                                   | class              | end                              |
 |----------------------------------------------------|--------------------|----------------------------------|
@@ -15,7 +15,7 @@
 
 Pure: the httpx exception types are recognised by their public names (`httpx.ConnectError`, ...), so the
 domain needs no HTTP library. Only a request that provably never left counts as nothing applied: any doubt
-is "may be applied", which can end `needs_review` but never `failed` (DESIGN §8.1).
+is "may be applied", which can end `needs_review` but never `failed` (docs/contract.md, Outcome table).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""The bodies of our two writes, validated before anything else happens (DESIGN §2 shape rules → 400).
+"""The bodies of our two writes, validated before anything else happens: shape rules → 400
+(docs/contract.md, Guards).
 
 - `BankAccountCreate`  = Codat `bankAccountPrototype` (POST …/payables/bankAccounts).
 - `BillPaymentCreate`  = Codat `billPaymentPrototype` plus our optional `currency` (never forwarded).
 
-Decisions where DESIGN and Codat's YAML are silent, each a "refuse rather than guess" for money:
+Decisions where the contract and Codat's YAML are silent, each a "refuse rather than guess" for money:
 - Unknown members are refused (400), at every level: a client that sends `curency` or `accountRef.name`
   believes it matters, and silently dropping it could record something other than what was meant.
 - Amounts and rates must be JSON numbers (Codat's schema: `type: number`). Strings such as "10.00" are
