@@ -280,12 +280,37 @@ def _cache_moto_module_list() -> None:
     backends.list_of_moto_modules = cached
 
 
+def _atomic_dynamodb_writes() -> None:
+    """Make moto's DynamoDB writes atomic, as DynamoDB's are per item.
+
+    moto checks a write's condition and then applies it without a lock, so two threads' conditional writes
+    on one item can both pass their check under load (seen here: two concurrent sweepers both taking one
+    lease). Every rule of the operation record rests on a conditional write being atomic, so the emulator
+    serialises its writes: a local stand-in must not be weaker than the service it stands in for.
+    """
+    from moto.dynamodb.models import DynamoDBBackend  # noqa: PLC0415
+
+    if getattr(DynamoDBBackend, "_billpay_atomic", False):
+        return
+    lock = threading.RLock()
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
+        original = getattr(DynamoDBBackend, name)
+
+        def serialised(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(self, *args, **kwargs)
+
+        setattr(DynamoDBBackend, name, serialised)
+    DynamoDBBackend._billpay_atomic = True  # type: ignore[attr-defined]
+
+
 def start_emulator(host: str = "127.0.0.1", port: int = 0) -> EmulatorHandle:
     """moto in server mode on a background thread; `port=0` picks a free port."""
     os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
     from moto.server import ThreadedMotoServer  # noqa: PLC0415 - moto is heavy; only the supervisor needs it
 
     _cache_moto_module_list()
+    _atomic_dynamodb_writes()
     # Werkzeug logs every request at INFO: thousands of lines from the poller's receives.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)

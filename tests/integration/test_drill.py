@@ -50,7 +50,7 @@ def test_every_fault_kind_can_be_armed() -> None:
     }
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 def test_small_drill_records_every_payment_exactly_once(drill_stack: Stack) -> None:
     report = run_drill(
         Target(drill_stack.api_url, drill_stack.sandbox_url),
@@ -79,7 +79,7 @@ def test_small_drill_records_every_payment_exactly_once(drill_stack: Stack) -> N
     assert len(drill_stack.payments()) == report["recorded"]["once"]
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(300)
 def test_small_drill_with_aws_faults_records_every_payment_exactly_once(drill_stack: Stack) -> None:
     """Codat and our own table and queue failing at once: every kind of AWS fault, at a rate high enough
     that 20 payments meet them, and still each payment recorded once and each send answered definitely."""

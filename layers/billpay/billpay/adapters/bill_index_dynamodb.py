@@ -29,7 +29,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from billpay.domain.bill_index import ConnectionKey, IndexedBill, SyncState
-from billpay.domain.reservations import Reservation
+from billpay.domain.reservations import Reservation, reflected
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -385,13 +385,16 @@ class DynamoDBBillIndex:
                     RequestItems={
                         self.table_name: {
                             "Keys": keys,
-                            "ProjectionExpression": "billId, reservedTotal",
+                            "ProjectionExpression": "billId, reservations, seenAt",
                             "ConsistentRead": True,
                         }
                     }
                 )
                 for item in answer.get("Responses", {}).get(self.table_name, []):
-                    totals[_string(item, "billId") or ""] = _number(item, "reservedTotal") or Decimal(0)
+                    seen = float(_number(item, "seenAt") or 0)
+                    totals[_string(item, "billId") or ""] = sum(
+                        (r.amount for r in _reservations(item) if not reflected(r, seen)), start=Decimal(0)
+                    )
                 unprocessed: Mapping[str, Any] = answer.get("UnprocessedKeys") or {}
                 keys = list((unprocessed.get(self.table_name) or {}).get("Keys") or [])
                 if not keys:

@@ -119,10 +119,11 @@ class InMemoryBillIndex:
     def reserved_totals(self, key: ConnectionKey, bill_ids: Sequence[str]) -> dict[str, Decimal]:
         with self._lock:
             stored = self._bills.get(key, {})
-            return {bill_id: stored[bill_id].reserved for bill_id in bill_ids if bill_id in stored}
+            return {bill_id: stored[bill_id].in_flight for bill_id in bill_ids if bill_id in stored}
 
     def hold(self, key: ConnectionKey, bill_id: str, amount: str) -> None:
-        """Test hook until reservations exist: make a bill's reservations total `amount`."""
+        """Test hook: one `held` reservation of `amount` on the bill (as a payment in flight makes)."""
         with self._lock:
             stored = self._bills[key]
-            stored[bill_id] = replace(stored[bill_id], reserved=Decimal(amount))
+            held = Reservation("test-hold#token", "test-hold", Decimal(amount), "held", 0.0)
+            stored[bill_id] = replace(stored[bill_id], reserved=Decimal(amount), reservations=(held,))

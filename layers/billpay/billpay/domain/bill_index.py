@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
-from billpay.domain.reservations import Reservation
+from billpay.domain.reservations import Reservation, reflected
 
 OPEN_STATUSES: tuple[str, ...] = ("Open", "PartiallyPaid")
 OPEN_BILLS_QUERY = "status=Open||status=PartiallyPaid"
@@ -98,6 +98,12 @@ class IndexedBill:
     # What in-flight payments hold (the sum of the item's reservations), and the reservations themselves.
     reserved: Decimal = Decimal(0)
     reservations: tuple[Reservation, ...] = field(default=(), compare=False)
+
+    @property
+    def in_flight(self) -> Decimal:
+        """What our payments hold that the platform's `amountDue` does not show yet: every reservation but
+        an applied one that a refresh since has read back (`reservations.reflected`)."""
+        return sum((r.amount for r in self.reservations if not reflected(r, self.seen_at)), start=Decimal(0))
 
     @property
     def payable(self) -> bool:

@@ -211,7 +211,7 @@ def _from_index(
         if len(batch) < INDEX_READ_BATCH:
             break
         after = batch[-1].bill_id
-    listed = [_listed(bill.body, bill.reserved) for bill in found]
+    listed = [_listed(bill.body, bill.in_flight) for bill in found]
     return _page(listed, replace(cursor, after=found[-1].bill_id) if more else None)
 
 
