@@ -35,10 +35,10 @@ ReservationState = Literal["held", "applied"]
 Verdict = Literal["keep", "apply", "drop"]
 
 # Both times are ours (the settle's, the refresh's start). Codat answered the write only once the platform
-# had it, so a refresh that began after the settle reads it: no margin beyond our own containers' clocks
-# (NTP-synced, milliseconds apart). Were the platform ever to show its write late, a payment could pass our
+# had it, so a refresh that began after the settle reads it: no margin beyond "after", on clocks that are
+# NTP-synced across our containers. Were the platform ever to show its write late, a payment could pass our
 # guard on a stale amountDue, and Codat would refuse it (the operation fails; nothing recorded twice).
-APPLIED_LAG_SECONDS: Final = 0.05
+APPLIED_LAG_SECONDS: Final = 0.0
 
 
 @dataclass(frozen=True, slots=True)
