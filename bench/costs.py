@@ -26,6 +26,8 @@ from typing import Any
 
 import httpx
 
+from bench.writes import LambdaContext
+
 NAME = "Costs: AWS requests per payment (before: the first edition; now: bill index, reservations, events)"
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,16 +51,6 @@ WHY = {
     "PutEvents": "the terminal state's event",
     "SendMessageBatch": "the hand-off: a retry due within 15 minutes goes on a delayed message",
 }
-
-
-class _Context:
-    function_name = "bench"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:eu-west-2:000000000000:function:bench"
-    aws_request_id = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 20_000
 
 
 @contextmanager
@@ -152,7 +144,7 @@ def run() -> dict[str, Any]:
             def pay(bill: str, amount: str, key: str | None = None) -> tuple[int, dict[str, int]]:
                 seen.clear()
                 event = _payment_event(key or f"c-{uuid.uuid4()}", bill, ACCOUNT_GBP_CURRENT, amount)
-                answer = lambda_handler(event, _Context())  # type: ignore[arg-type]
+                answer = lambda_handler(event, LambdaContext())  # type: ignore[arg-type]
                 return int(answer["statusCode"]), _tally(seen)
 
             # The connection's first lookup (a full sync), on a refusal: nothing is paid, no bill changes.

@@ -42,7 +42,9 @@ SAMPLES = int(os.environ.get("BILLPAY_BENCH_WRITE_SAMPLES", "200"))
 WARMUP = 20
 
 
-class _Context:
+class LambdaContext:
+    """The Lambda context a handler run in-process by a benchmark gets: 20 s left, always."""
+
     function_name = "bench"
     memory_limit_in_mb = 512
     invoked_function_arn = "arn:aws:lambda:eu-west-2:000000000000:function:bench"
@@ -139,7 +141,7 @@ def _request_counts() -> dict[str, Any]:
             def run(event: dict[str, Any]) -> tuple[int, list[str], list[str]]:
                 dynamo.clear()
                 codat.clear()
-                answer = lambda_handler(event, _Context())  # type: ignore[arg-type]
+                answer = lambda_handler(event, LambdaContext())  # type: ignore[arg-type]
                 return int(answer["statusCode"]), list(dynamo), list(codat)
 
             # Per-request latency of the emulated DynamoDB, from the client's side (send to parsed answer).
@@ -243,7 +245,7 @@ def _queued_path(
     scheduled = json.loads((ROOT / "events" / "sweeper.json").read_text())
 
     # Warm the sweeper (an empty sweep); the worker (its clients) was built above: warm containers.
-    sweeper_handler(scheduled, _Context())
+    sweeper_handler(scheduled, LambdaContext())
 
     httpx.post(
         f"{sandbox_url}/_sandbox/faults",
@@ -257,7 +259,7 @@ def _queued_path(
 
     dynamo.clear()
     sqs_by_functions.clear()
-    report = sweeper_handler(scheduled, _Context())
+    report = sweeper_handler(scheduled, LambdaContext())
     sweep_dynamo, sweep_sqs = list(dynamo), list(sqs_by_functions)
     assert report["leased"] == report["queued"] == 0, report  # handed to the queue: not the sweeper's
 
@@ -278,7 +280,7 @@ def _queued_path(
     dynamo.clear()
     codat.clear()
     sqs_by_functions.clear()
-    answer = worker_handler(sqs_event(received, queue_arn), _Context())
+    answer = worker_handler(sqs_event(received, queue_arn), LambdaContext())
     worker_dynamo, worker_codat, worker_sqs = list(dynamo), list(codat), list(sqs_by_functions)
     assert answer == {"batchItemFailures": []}, answer
     mapping.delete_message_batch(
