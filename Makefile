@@ -15,13 +15,17 @@ SAM       := $(SAM_VENV)/bin/sam
 # No Docker, no telemetry; the venv's python (with pip) first on PATH for the layer's Makefile.
 SAM_ENV   := env SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH"
 ENV       ?= default
+# The suite mostly waits on its stacks' timings (a third of two cores busy when run serially): two workers
+# overlap those waits. Each takes whole test files (a module's stack is started once), longest first.
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL := $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder,)
 
 .PHONY: help venv run events test lint typecheck unit integration bench drill openapi build validate deploy resolve callers clean sam-venv
 
 help:
 	@echo "make run    — start the whole system locally (API :3000, Codat sandbox :4100, AWS emulator :4566)"
 	@echo "make events — tail the local stack's events (one JSON line per end of a write; beside make run)"
-	@echo "make test   — lint, typecheck and the full test suite"
+	@echo "make test   — lint, typecheck and the full test suite [TEST_WORKERS=2: parallel pytest workers; 1 = serial]"
 	@echo "make unit | integration — the unit tier alone (no servers) | the tests against local servers"
 	@echo "make bench [SECTIONS=\"ledger drain\"] — benchmarks (all, or those sections); writes bench/results.json and bench/RESULTS.md"
 	@echo "make drill [N=200] [AWS_FAULTS=0.1] — exactly-once drill under random Codat (and AWS) faults; writes bench/drill.json"
@@ -52,7 +56,7 @@ typecheck: $(STAMP)
 	$(PY) -m mypy layers/billpay functions local ops tests bench
 
 test: $(STAMP) lint typecheck
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_PARALLEL)
 
 # The unit tier alone: no server, no network (tests/unit/conftest.py refuses connections).
 unit: $(STAMP)
@@ -60,7 +64,7 @@ unit: $(STAMP)
 
 # Everything that talks to real local servers: the Codat sandbox, the AWS emulator, the whole stack.
 integration: $(STAMP)
-	$(PY) -m pytest -q tests/sandbox tests/integration tests/contract
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) tests/sandbox tests/integration tests/contract
 
 bench: $(STAMP)
 	PYTHONPATH=layers/billpay $(PY) -m bench $(SECTIONS)

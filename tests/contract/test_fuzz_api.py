@@ -44,7 +44,7 @@ from local.openapi import DOCUMENT_PATH
 from local.sandbox import seed
 from tests.integration.conftest import Stack, start_stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long(seconds=55)]
 
 MAX_EXAMPLES = 60  # per operation, in the fuzzing phase
 IDEMPOTENCY_KEY = "Idempotency-Key"

@@ -34,7 +34,7 @@ from local.sandbox.seed import (
 from ops.resolve import resolve
 from tests.integration.conftest import Stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long(seconds=50)]
 
 CONNECTION = f"/companies/{COMPANY_GBP_ID}/connections/{CONNECTION_GBP_ID}/payables"
 SANDBOX_AUTH = {"Authorization": "Basic " + base64.b64encode(b"local-sandbox-key").decode()}

@@ -27,7 +27,7 @@ from local.sandbox.seed import (
 )
 from tests.integration.conftest import Stack, start_stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long(seconds=25)]
 
 LIST_PATH = f"/companies/{COMPANY_GBP_ID}/connections/{CONNECTION_GBP_ID}/payables/bankAccounts"
 UNKNOWN_COMPANY = "00000000-0000-4000-8000-000000000000"

@@ -21,7 +21,7 @@ from local.callers import LOCAL_CLIENT_ID
 from local.harness import Stack, start_stack
 from local.sandbox.seed import ACCOUNT_GBP_CURRENT, BILLS_GBP_OPEN, COMPANY_GBP_ID, CONNECTION_GBP_ID
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long(seconds=85)]
 
 CONNECTION = f"/companies/{COMPANY_GBP_ID}/connections/{CONNECTION_GBP_ID}/payables"
 # Requests botocore makes for one call of the functions (their own client config's attempts).

@@ -40,7 +40,7 @@ from local.sandbox.seed import (
 from local.template import functions, load_template
 from tests.integration.conftest import REPO_ROOT, Stack, start_stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long(seconds=200)]
 
 # Long enough for a killed worker's lease (its deadline + 5 s) to expire and the retry to land inside the
 # window; short enough that "rate-limited until the window closes" takes seconds, not 80 minutes.

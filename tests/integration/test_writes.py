@@ -36,7 +36,7 @@ from local.sandbox.seed import (
 )
 from tests.integration.conftest import Stack, start_stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long(seconds=85)]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONNECTION = f"/companies/{COMPANY_GBP_ID}/connections/{CONNECTION_GBP_ID}/payables"
