@@ -4,7 +4,6 @@ conditional write, and a lookup against the sandbox reads and writes it like the
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -114,19 +113,6 @@ def test_many_bills_and_a_conditional_drop(
     gone = store.drop(key, [b.bill_id for b in store.bills(key)], T0)
     assert gone == 38
     assert sorted(b.bill_id for b in store.bills(key)) == ["B000", "B001"]
-
-
-@pytest.fixture
-def codat(sandbox: Sandbox) -> Iterator[CodatClient]:
-    client = CodatClient(
-        base_url=sandbox.url,
-        api_key=sandbox.api_key,
-        timeout_seconds=5.0,
-        connect_timeout_seconds=1.0,
-        budget_seconds=5.0,
-    )
-    yield client
-    client.close()
 
 
 def test_a_lookup_on_dynamodb_syncs_refreshes_and_reads(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -34,19 +33,6 @@ GBP = (COMPANY_GBP_ID, CONNECTION_GBP_ID)
 KEY = connection_key(*GBP)
 # The demo GBP connection lists 17 open bills, 5 a page: 4 pages; GBP-PARTIAL-01 is on page 3.
 OPEN_PAGES = 4
-
-
-@pytest.fixture
-def codat(sandbox: Sandbox) -> Iterator[CodatClient]:
-    client = CodatClient(
-        base_url=sandbox.url,
-        api_key=sandbox.api_key,
-        timeout_seconds=5.0,
-        connect_timeout_seconds=1.0,
-        budget_seconds=5.0,
-    )
-    yield client
-    client.close()
 
 
 class Clock:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -63,19 +62,6 @@ pytestmark = pytest.mark.integration
 GBP = (COMPANY_GBP_ID, CONNECTION_GBP_ID)
 USD = (COMPANY_USD_ID, CONNECTION_USD_ID)
 NOCCY = (COMPANY_NOCCY_ID, CONNECTION_NOCCY_ID)
-
-
-@pytest.fixture
-def codat(sandbox: Sandbox) -> Iterator[CodatClient]:
-    client = CodatClient(
-        base_url=sandbox.url,
-        api_key=sandbox.api_key,
-        timeout_seconds=5.0,
-        connect_timeout_seconds=1.0,
-        budget_seconds=5.0,
-    )
-    yield client
-    client.close()
 
 
 @pytest.fixture
