@@ -156,22 +156,7 @@ def _cpu_seconds(pid: int) -> float | None:
         return None
 
 
-def _emulator_pid(stack_pid: int) -> int | None:
-    """The stack's moto process (`python -m local.emulator`, a child of the stack's), where there is one."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError, IndexError):
-            continue
-        if parent == stack_pid and b"local.emulator" in command:
-            return int(entry.name)
-    return None
-
-
-def _drain(emulator_process: bool, latency_ms: int) -> dict[str, Any]:
+def _drain(latency_ms: int) -> dict[str, Any]:
     proc, ready, _log = _start_stack(
         {
             "BILLPAY_SANDBOX_LATENCY_MS": str(latency_ms),
@@ -181,7 +166,7 @@ def _drain(emulator_process: bool, latency_ms: int) -> dict[str, Any]:
             "BILLPAY_RETRY_WINDOW_SECONDS": "600",
             "BILLPAY_LOCAL_CONCURRENCY": str(WORKER_CONCURRENCY),
             "BILLPAY_LOCAL_VISIBILITY_TIMEOUT_SECONDS": "30",
-            "BILLPAY_EMULATOR_PROCESS": "1" if emulator_process else "0",
+            "BILLPAY_EMULATOR_PROCESS": "1",
         }
     )
     api, sandbox = ready["api_url"], ready["sandbox_url"]
@@ -214,8 +199,7 @@ def _drain(emulator_process: bool, latency_ms: int) -> dict[str, Any]:
             assert statuses == [202], statuses
 
             applied_before = len(http.get(f"{sandbox}/_sandbox/payments").json())
-            emulator = _emulator_pid(proc.pid) if emulator_process else proc.pid
-            cpu_before = _cpu_seconds(emulator) if emulator else None
+            cpu_before = _cpu_seconds(ready["emulator_pid"])
             http.delete(f"{sandbox}/_sandbox/faults").raise_for_status()
             outage_end = time.perf_counter()
             deadline = outage_end + 300
@@ -225,7 +209,7 @@ def _drain(emulator_process: bool, latency_ms: int) -> dict[str, Any]:
                     break
                 time.sleep(0.05)
             drained = time.perf_counter() - outage_end
-            cpu_after = _cpu_seconds(emulator) if emulator else None
+            cpu_after = _cpu_seconds(ready["emulator_pid"])
             pending = set(ids)
             states: dict[str, str] = {}
             while pending and time.perf_counter() < deadline:
@@ -245,7 +229,11 @@ def _drain(emulator_process: bool, latency_ms: int) -> dict[str, Any]:
 
     # Ideal for the machinery: the last backoff still to wait, then N attempts spread over the workers.
     ideal = MAX_DELAY + N * attempt_seconds / WORKER_CONCURRENCY
-    busy = (cpu_after - cpu_before) / drained if cpu_before is not None and cpu_after and drained else None
+    busy = (
+        (cpu_after - cpu_before) / drained
+        if cpu_before is not None and cpu_after is not None and drained
+        else None
+    )
     return {
         "codat_latency_ms": latency_ms,
         "drain_seconds": round(drained, 2),
@@ -270,7 +258,7 @@ def _drain(emulator_process: bool, latency_ms: int) -> dict[str, Any]:
 def run() -> dict[str, Any]:
     runs: dict[str, Any] = {}
     for latency in LATENCIES_MS:
-        runs[f"codat_{latency}ms"] = _drain(emulator_process=True, latency_ms=latency)
+        runs[f"codat_{latency}ms"] = _drain(latency)
         print(f"drain: {latency} ms done", flush=True)
     return {
         "payments": N,

@@ -254,6 +254,11 @@ class EmulatorHandle:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        """The process serving it: this one (moto runs on a thread here)."""
+        return os.getpid()
+
     def close(self) -> None:
         self.server.stop()
 
@@ -331,6 +336,10 @@ class EmulatorProcess:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def close(self) -> None:
         if self.process.poll() is None:

@@ -229,6 +229,7 @@ def run(env: dict[str, str], *, on_ready: Callable[[dict[str, Any]], None] | Non
                 "sandbox_url": codat_url,
                 "emulator_url": proxy.url,
                 "emulator_direct_url": emulator.url,
+                "emulator_pid": emulator.pid,
                 "stage": stage,
                 "resources": resources.refs,
                 "arns": resources.arns,
